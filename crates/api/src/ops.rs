@@ -1,0 +1,353 @@
+//! Running a [`Command`] against the control plane, and rendering the reply as JSON.
+
+use carillon_control::{
+    Attendee, Caller, ControlError, ControlPlane, EpochMillis, Meeting, MeetingFeatures, Tag,
+    Transcription,
+};
+
+use crate::dto::*;
+use crate::error::{ApiError, Exception, exception_of};
+use crate::parse::{Command, encode_next_token};
+use crate::transcription::resolve_region;
+
+/// One failed batch item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemError {
+    pub external_user_id: Option<String>,
+    pub error: ControlError,
+}
+
+/// What an operation answers, before rendering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Meeting(Meeting),
+    MeetingWithAttendees {
+        meeting: Meeting,
+        attendees: Vec<Attendee>,
+        errors: Vec<ItemError>,
+    },
+    Attendee(Attendee),
+    Attendees {
+        attendees: Vec<Attendee>,
+        errors: Vec<ItemError>,
+    },
+    AttendeePage {
+        attendees: Vec<Attendee>,
+        next_token: Option<String>,
+    },
+    Tags(Vec<Tag>),
+    /// 200 with no output members.
+    Ok,
+    /// 204 with an empty body.
+    NoContent,
+}
+
+/// Runs a command. Call this under the control-plane lock and drain the plane's changes and
+/// notices afterwards, whatever the result (a read can end an expired meeting).
+pub fn execute(
+    plane: &mut ControlPlane,
+    command: Command,
+    caller: &Caller,
+    now: EpochMillis,
+) -> Result<Reply, ControlError> {
+    Ok(match command {
+        Command::CreateMeeting(request) => {
+            Reply::Meeting(plane.create_meeting(request, caller, now)?)
+        }
+        Command::CreateMeetingWithAttendees(request, items) => {
+            let meeting = plane.create_meeting(request, caller, now)?;
+            let outcome = plane.batch_create_attendee(meeting.id, items, now)?;
+            Reply::MeetingWithAttendees {
+                meeting,
+                attendees: outcome.attendees,
+                errors: item_errors(outcome.errors),
+            }
+        }
+        Command::GetMeeting(m) => Reply::Meeting(plane.get_meeting(m, now)?),
+        Command::DeleteMeeting(m) => {
+            plane.delete_meeting(m, now)?;
+            Reply::NoContent
+        }
+        Command::CreateAttendee(m, request) => {
+            Reply::Attendee(plane.create_attendee(m, request, now)?)
+        }
+        Command::BatchCreateAttendee(m, items) => {
+            let outcome = plane.batch_create_attendee(m, items, now)?;
+            Reply::Attendees {
+                attendees: outcome.attendees,
+                errors: item_errors(outcome.errors),
+            }
+        }
+        Command::GetAttendee(m, a) => Reply::Attendee(plane.get_attendee(m, a, now)?),
+        Command::ListAttendees {
+            meeting,
+            after,
+            max_results,
+        } => {
+            let page = plane.list_attendees(meeting, after, max_results, now)?;
+            Reply::AttendeePage {
+                attendees: page.attendees,
+                next_token: page.next_after.map(|seq| encode_next_token(meeting, seq)),
+            }
+        }
+        Command::DeleteAttendee(m, a) => {
+            plane.delete_attendee(m, a, now)?;
+            Reply::NoContent
+        }
+        Command::BatchUpdateAttendeeCapabilitiesExcept {
+            meeting,
+            excluded,
+            capabilities,
+        } => {
+            plane.batch_update_capabilities_except(meeting, &excluded, capabilities, now)?;
+            Reply::Ok
+        }
+        Command::UpdateAttendeeCapabilities(m, a, capabilities) => {
+            Reply::Attendee(plane.update_attendee_capabilities(m, a, capabilities, now)?)
+        }
+        Command::StartMeetingTranscription {
+            meeting,
+            engine,
+            region,
+            configuration_json,
+        } => {
+            let media_region = plane.get_meeting(meeting, now)?.spec.media_region;
+            let transcription = Transcription {
+                engine,
+                region: resolve_region(engine, region.as_deref(), &media_region),
+                configuration_json,
+                started_at: now,
+            };
+            plane.start_transcription(meeting, transcription, now)?;
+            Reply::Ok
+        }
+        Command::StopMeetingTranscription(m) => {
+            plane.stop_transcription(m, now)?;
+            Reply::Ok
+        }
+        Command::TagResource { arn, tags } => {
+            plane.tag_resource(&arn, tags, now)?;
+            Reply::NoContent
+        }
+        Command::UntagResource { arn, keys } => {
+            plane.untag_resource(&arn, &keys, now)?;
+            Reply::NoContent
+        }
+        Command::ListTagsForResource { arn } => Reply::Tags(plane.list_tags(&arn, now)?),
+    })
+}
+
+fn item_errors(errors: Vec<(Option<String>, ControlError)>) -> Vec<ItemError> {
+    errors
+        .into_iter()
+        .map(|(external_user_id, error)| ItemError {
+            external_user_id,
+            error,
+        })
+        .collect()
+}
+
+/// Turns a domain error into the API error, honouring the validation-exception setting for
+/// rule violations.
+pub fn api_error(error: ControlError, validation: Exception) -> ApiError {
+    let invalid = matches!(error, ControlError::Invalid(_));
+    let mut api = ApiError::from(error);
+    if invalid {
+        api.exception = validation;
+    }
+    api
+}
+
+/// The URLs this server hands out in `MediaPlacement`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// `http(s)://host[:port]` without a trailing slash.
+    http_base: String,
+    /// The same with `ws(s)://`.
+    ws_base: String,
+    /// `host:port` of the media UDP socket.
+    audio_host: String,
+}
+
+impl Placement {
+    /// `public_url` is `http://…` or `https://…` (a trailing slash is ignored).
+    pub fn new(public_url: &str, media_udp_port: u16) -> Self {
+        let http_base = public_url.trim_end_matches('/').to_owned();
+        let (ws_base, rest) = match http_base.split_once("://") {
+            Some(("https", rest)) => (format!("wss://{rest}"), rest),
+            Some((_, rest)) => (format!("ws://{rest}"), rest),
+            None => (format!("ws://{http_base}"), http_base.as_str()),
+        };
+        let authority = rest.split('/').next().unwrap_or(rest);
+        // Drop the port: `[v6]:port`, `host:port` or a bare host.
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or(v6)),
+            None => authority.split(':').next().unwrap_or(authority).to_owned(),
+        };
+        Placement {
+            audio_host: format!("{host}:{media_udp_port}"),
+            ws_base,
+            http_base,
+        }
+    }
+
+    pub fn for_meeting(&self, meeting: &Meeting) -> MediaPlacementOutput {
+        let id = meeting.id;
+        let ws = &self.ws_base;
+        MediaPlacementOutput {
+            audio_host_url: self.audio_host.clone(),
+            audio_fallback_url: format!("{ws}/calls/{id}"),
+            signaling_url: format!("{ws}/control/{id}"),
+            turn_control_url: format!("{}/v2/turn_sessions", self.http_base),
+            screen_data_url: format!("{ws}/v2/screen/{id}"),
+            screen_viewing_url: format!(
+                "{ws}/ws/connect?passcode=null&viewer_uuid=null&X-BitHub-Call-Id={id}"
+            ),
+            screen_sharing_url: format!("{ws}/v2/screen/{id}"),
+            event_ingestion_url: format!("{}/v1/client-events", self.http_base),
+        }
+    }
+}
+
+/// Renders a reply: HTTP status and JSON body (empty for 204 and the output-less 200s).
+pub fn render(reply: &Reply, placement: &Placement) -> (u16, Vec<u8>) {
+    let json = |value: &dyn erased::Json| value.to_vec();
+    match reply {
+        Reply::Meeting(m) => (
+            200,
+            json(&MeetingResponse {
+                meeting: meeting_output(m, placement),
+            }),
+        ),
+        Reply::MeetingWithAttendees {
+            meeting,
+            attendees,
+            errors,
+        } => (
+            200,
+            json(&CreateMeetingWithAttendeesResponse {
+                meeting: meeting_output(meeting, placement),
+                attendees: attendees.iter().map(attendee_output).collect(),
+                errors: errors.iter().map(error_output).collect(),
+            }),
+        ),
+        Reply::Attendee(a) => (
+            200,
+            json(&AttendeeResponse {
+                attendee: attendee_output(a),
+            }),
+        ),
+        Reply::Attendees { attendees, errors } => (
+            200,
+            json(&BatchCreateAttendeeResponse {
+                attendees: attendees.iter().map(attendee_output).collect(),
+                errors: errors.iter().map(error_output).collect(),
+            }),
+        ),
+        Reply::AttendeePage {
+            attendees,
+            next_token,
+        } => (
+            200,
+            json(&ListAttendeesResponse {
+                attendees: attendees.iter().map(attendee_output).collect(),
+                next_token: next_token.clone(),
+            }),
+        ),
+        Reply::Tags(tags) => (
+            200,
+            json(&ListTagsForResourceResponse {
+                tags: tags
+                    .iter()
+                    .map(|t| TagOutput {
+                        key: t.key.clone(),
+                        value: t.value.clone(),
+                    })
+                    .collect(),
+            }),
+        ),
+        Reply::Ok => (200, Vec::new()),
+        Reply::NoContent => (204, Vec::new()),
+    }
+}
+
+/// Object-safe JSON serialisation, so `render` can share one helper across response types.
+mod erased {
+    pub trait Json {
+        fn to_vec(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_vec(&self) -> Vec<u8> {
+            serde_json::to_vec(self).expect("response DTOs always serialise")
+        }
+    }
+}
+
+pub fn meeting_output(m: &Meeting, placement: &Placement) -> MeetingOutput {
+    MeetingOutput {
+        meeting_id: m.id.to_string(),
+        meeting_host_id: m.spec.meeting_host_id.clone(),
+        external_meeting_id: m.spec.external_meeting_id.clone(),
+        media_region: m.spec.media_region.clone(),
+        media_placement: placement.for_meeting(m),
+        meeting_features: m.spec.features.as_ref().map(features_output),
+        primary_meeting_id: m.spec.primary_meeting_id.map(|p| p.to_string()),
+        tenant_ids: m.spec.tenant_ids.clone(),
+        meeting_arn: m.arn(),
+    }
+}
+
+fn features_output(f: &MeetingFeatures) -> MeetingFeaturesOutput {
+    MeetingFeaturesOutput {
+        audio: f.audio.as_ref().map(|a| AudioFeaturesOutput {
+            echo_reduction: a.echo_reduction.map(|e| e.as_str()),
+        }),
+        video: f.video.as_ref().map(|v| ResolutionOutput {
+            max_resolution: v.max_resolution.map(|r| r.as_str()),
+        }),
+        content: f.content.as_ref().map(|c| ResolutionOutput {
+            max_resolution: c.max_resolution.map(|r| r.as_str()),
+        }),
+        attendee: f.attendee.as_ref().map(|a| AttendeeFeaturesOutput {
+            max_count: a.max_count,
+        }),
+    }
+}
+
+pub fn attendee_output(a: &Attendee) -> AttendeeOutput {
+    AttendeeOutput {
+        external_user_id: a.external_user_id.clone(),
+        attendee_id: a.id.to_string(),
+        join_token: a.join_token.clone(),
+        capabilities: CapabilitiesOutput {
+            audio: a.capabilities.audio.as_str(),
+            video: a.capabilities.video.as_str(),
+            content: a.capabilities.content.as_str(),
+        },
+    }
+}
+
+fn error_output(e: &ItemError) -> CreateAttendeeErrorOutput {
+    CreateAttendeeErrorOutput {
+        external_user_id: e.external_user_id.clone(),
+        error_code: exception_of(&e.error).code().to_owned(),
+        error_message: e.error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_urls_follow_the_public_url() {
+        let p = Placement::new("http://127.0.0.1:8080/", 40000);
+        assert_eq!(p.audio_host, "127.0.0.1:40000");
+        assert_eq!(p.ws_base, "ws://127.0.0.1:8080");
+        let p = Placement::new("https://meet.example.com", 3478);
+        assert_eq!(p.audio_host, "meet.example.com:3478");
+        assert_eq!(p.ws_base, "wss://meet.example.com");
+        let p = Placement::new("http://[::1]:8080", 5000);
+        assert_eq!(p.audio_host, "[::1]:5000");
+    }
+}

@@ -1,0 +1,911 @@
+//! The control-plane state machine.
+//!
+//! `ControlPlane` owns every live meeting and attendee in memory. Each operation takes the
+//! current time as an argument, mutates the state, and queues two kinds of output that the
+//! caller drains after every call:
+//!
+//! * [`Change`]s, to be written to the store (in order, before the caller answers the client);
+//! * [`Notice`]s, for the live meeting plane (disconnect a deleted attendee, end a meeting...).
+//!
+//! Nothing here reads a clock, a socket or a file, so tests drive it with a simulated clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use subtle::ConstantTimeEq;
+
+use crate::error::ControlError;
+use crate::ids::{AttendeeId, MeetingId};
+use crate::model::{
+    Attendee, Capabilities, ContentResolution, EpochMillis, Meeting, MeetingFeatures, MeetingSpec,
+    Tag, Transcription, VideoResolution,
+};
+
+/// Quotas and timers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Active meetings per account (replicas included). Chime's default is 250.
+    pub max_active_meetings: usize,
+    /// Replica meetings per primary. Chime's default is 4, adjustable up to 40.
+    pub max_replicas_per_primary: usize,
+    /// Attendees per meeting when `MeetingFeatures.Attendee.MaxCount` is not given.
+    pub max_attendees: usize,
+    /// Upper bound for `MaxCount` when video is FHD or content is UHD (the docs say 25).
+    pub high_resolution_max_attendees: u32,
+    /// A primary meeting ends after this long with no attendee connected.
+    pub idle_timeout_ms: u64,
+    /// Every meeting ends this long after it was created.
+    pub max_duration_ms: u64,
+    /// Most tags a meeting may carry.
+    pub max_tags: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_active_meetings: 250,
+            max_replicas_per_primary: 4,
+            max_attendees: 250,
+            high_resolution_max_attendees: 25,
+            idle_timeout_ms: 5 * 60 * 1000,
+            max_duration_ms: 24 * 60 * 60 * 1000,
+            max_tags: 50,
+        }
+    }
+}
+
+/// A state change to persist. `RemoveMeeting` also removes the meeting's attendees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    PutMeeting(Box<Meeting>),
+    RemoveMeeting(MeetingId),
+    PutAttendee(Attendee),
+    RemoveAttendee(MeetingId, AttendeeId),
+}
+
+/// Why a meeting ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// DeleteMeeting.
+    Deleted,
+    /// No attendee connected for the idle timeout.
+    Idle,
+    /// The maximum meeting duration elapsed.
+    MaxDuration,
+    /// This replica's primary meeting ended.
+    PrimaryEnded,
+}
+
+/// Something the live meeting plane must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    MeetingEnded {
+        meeting: MeetingId,
+        reason: EndReason,
+    },
+    AttendeeDeleted {
+        meeting: MeetingId,
+        attendee: AttendeeId,
+    },
+    CapabilitiesChanged {
+        meeting: MeetingId,
+        attendee: AttendeeId,
+        capabilities: Capabilities,
+    },
+}
+
+/// CreateMeeting input after wire validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateMeeting {
+    /// `None` when the caller sent no token: then there is no idempotency.
+    pub client_request_token: Option<String>,
+    pub spec: MeetingSpec,
+}
+
+/// One attendee to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttendeeRequest {
+    pub external_user_id: String,
+    pub capabilities: Option<Capabilities>,
+}
+
+/// Result of a batch creation: the created (or existing) attendees and the failed items.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub attendees: Vec<Attendee>,
+    /// Failed items: the ExternalUserId when one was readable, and why.
+    pub errors: Vec<(Option<String>, ControlError)>,
+}
+
+/// One page of ListAttendees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttendeePage {
+    pub attendees: Vec<Attendee>,
+    /// Sequence number to continue after, when more attendees remain.
+    pub next_after: Option<u64>,
+}
+
+/// Who is calling: the control region is the SigV4 scope region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub region: String,
+}
+
+/// Everything persisted, as loaded at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub meetings: Vec<Meeting>,
+    pub attendees: Vec<Attendee>,
+}
+
+struct LiveMeeting {
+    meeting: Meeting,
+    attendees: HashMap<AttendeeId, Attendee>,
+    /// Creation order: seq -> attendee.
+    order: BTreeMap<u64, AttendeeId>,
+    /// Lower-cased ExternalUserId -> attendee (ExternalUserId is case-insensitive).
+    by_external: HashMap<String, AttendeeId>,
+    next_seq: u64,
+    replicas: BTreeSet<MeetingId>,
+    /// Open connections per attendee, as reported by the media plane.
+    connections: HashMap<AttendeeId, u32>,
+}
+
+impl LiveMeeting {
+    fn new(meeting: Meeting) -> Self {
+        LiveMeeting {
+            meeting,
+            attendees: HashMap::new(),
+            order: BTreeMap::new(),
+            by_external: HashMap::new(),
+            next_seq: 1,
+            replicas: BTreeSet::new(),
+            connections: HashMap::new(),
+        }
+    }
+
+    fn insert_attendee(&mut self, attendee: Attendee) {
+        self.next_seq = self.next_seq.max(attendee.seq + 1);
+        self.order.insert(attendee.seq, attendee.id);
+        self.by_external
+            .insert(attendee.external_user_id.to_lowercase(), attendee.id);
+        self.attendees.insert(attendee.id, attendee);
+    }
+
+    fn remove_attendee(&mut self, id: AttendeeId) -> Option<Attendee> {
+        let attendee = self.attendees.remove(&id)?;
+        self.order.remove(&attendee.seq);
+        self.by_external
+            .remove(&attendee.external_user_id.to_lowercase());
+        Some(attendee)
+    }
+
+    fn attendee_limit(&self, limits: &Limits) -> usize {
+        self.meeting
+            .spec
+            .features
+            .as_ref()
+            .and_then(MeetingFeatures::max_count)
+            .map_or(limits.max_attendees, |n| n as usize)
+    }
+
+    /// Why this meeting has ended by `now` on its own timers, if it has.
+    fn expiry(&self, limits: &Limits, now: EpochMillis) -> Option<EndReason> {
+        if self.meeting.is_replica() {
+            // Replicas end only with their primary.
+            return None;
+        }
+        if now
+            >= self
+                .meeting
+                .created_at
+                .saturating_add(limits.max_duration_ms)
+        {
+            return Some(EndReason::MaxDuration);
+        }
+        match self.meeting.idle_since {
+            Some(since) if now >= since.saturating_add(limits.idle_timeout_ms) => {
+                Some(EndReason::Idle)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The control plane's state machine. See the module docs for the contract.
+pub struct ControlPlane {
+    limits: Limits,
+    account_id: String,
+    rng: Box<dyn RngCore + Send>,
+    meetings: HashMap<MeetingId, LiveMeeting>,
+    request_tokens: HashMap<String, MeetingId>,
+    attendee_meetings: HashMap<AttendeeId, MeetingId>,
+    changes: Vec<Change>,
+    notices: Vec<Notice>,
+}
+
+impl ControlPlane {
+    /// An empty control plane.
+    pub fn new(limits: Limits, account_id: String, rng: Box<dyn RngCore + Send>) -> Self {
+        ControlPlane {
+            limits,
+            account_id,
+            rng,
+            meetings: HashMap::new(),
+            request_tokens: HashMap::new(),
+            attendee_meetings: HashMap::new(),
+            changes: Vec::new(),
+            notices: Vec::new(),
+        }
+    }
+
+    /// Rebuilds the state from the store after a restart. Nobody is connected after a restart,
+    /// so a meeting that had connections starts its idle timer at `now`; meetings whose timers
+    /// ran out while the server was down end at once. Drain the changes afterwards.
+    pub fn restore(
+        limits: Limits,
+        account_id: String,
+        rng: Box<dyn RngCore + Send>,
+        snapshot: Snapshot,
+        now: EpochMillis,
+    ) -> Self {
+        let mut plane = ControlPlane::new(limits, account_id, rng);
+        for mut meeting in snapshot.meetings {
+            if meeting.idle_since.is_none() {
+                meeting.idle_since = Some(now);
+                plane
+                    .changes
+                    .push(Change::PutMeeting(Box::new(meeting.clone())));
+            }
+            if let Some(token) = &meeting.client_request_token {
+                plane.request_tokens.insert(token.clone(), meeting.id);
+            }
+            plane.meetings.insert(meeting.id, LiveMeeting::new(meeting));
+        }
+        for attendee in snapshot.attendees {
+            if let Some(live) = plane.meetings.get_mut(&attendee.meeting_id) {
+                plane
+                    .attendee_meetings
+                    .insert(attendee.id, attendee.meeting_id);
+                live.insert_attendee(attendee);
+            }
+        }
+        let replicas: Vec<(MeetingId, MeetingId)> = plane
+            .meetings
+            .values()
+            .filter_map(|m| Some((m.meeting.id, m.meeting.spec.primary_meeting_id?)))
+            .collect();
+        for (replica, primary) in replicas {
+            match plane.meetings.get_mut(&primary) {
+                Some(p) => {
+                    p.replicas.insert(replica);
+                }
+                // Deletions are atomic, so this only happens with a damaged database.
+                None => plane.end_meeting(replica, EndReason::PrimaryEnded),
+            }
+        }
+        plane.sweep(now);
+        plane
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Store changes queued by the previous calls, in order.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Notices for the live meeting plane queued by the previous calls, in order.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Number of live meetings.
+    pub fn meeting_count(&self) -> usize {
+        self.meetings.len()
+    }
+
+    /// Ends every meeting whose timers have run out by `now`.
+    pub fn sweep(&mut self, now: EpochMillis) {
+        let expired: Vec<(MeetingId, EndReason)> = self
+            .meetings
+            .values()
+            .filter_map(|m| Some((m.meeting.id, m.expiry(&self.limits, now)?)))
+            .collect();
+        for (id, reason) in expired {
+            self.end_meeting(id, reason);
+        }
+    }
+
+    /// The earliest time at which `sweep` would end a meeting.
+    pub fn next_deadline(&self) -> Option<EpochMillis> {
+        self.meetings
+            .values()
+            .filter(|m| !m.meeting.is_replica())
+            .map(|m| {
+                let end = m
+                    .meeting
+                    .created_at
+                    .saturating_add(self.limits.max_duration_ms);
+                match m.meeting.idle_since {
+                    Some(since) => end.min(since.saturating_add(self.limits.idle_timeout_ms)),
+                    None => end,
+                }
+            })
+            .min()
+    }
+
+    // ----- meetings -----
+
+    /// CreateMeeting (and the meeting half of CreateMeetingWithAttendees).
+    pub fn create_meeting(
+        &mut self,
+        request: CreateMeeting,
+        caller: &Caller,
+        now: EpochMillis,
+    ) -> Result<Meeting, ControlError> {
+        if let Some(token) = &request.client_request_token
+            && let Some(existing) = self.request_tokens.get(token).copied()
+            && let Ok(live) = self.live(existing, now)
+        {
+            return if live.meeting.spec == request.spec {
+                Ok(live.meeting.clone())
+            } else {
+                Err(ControlError::IdempotencyMismatch {
+                    token: token.clone(),
+                    meeting: existing,
+                })
+            };
+        }
+        let features = request.spec.features();
+        if features.is_high_resolution() {
+            let cap = self.limits.high_resolution_max_attendees;
+            match features.max_count() {
+                None => {
+                    return Err(ControlError::Invalid(format!(
+                        "MeetingFeatures.Attendee.MaxCount is required when Video.MaxResolution is FHD or Content.MaxResolution is UHD, and must be at most {cap}"
+                    )));
+                }
+                Some(n) if n > cap => {
+                    return Err(ControlError::Invalid(format!(
+                        "MeetingFeatures.Attendee.MaxCount must be at most {cap} when Video.MaxResolution is FHD or Content.MaxResolution is UHD (got {n})"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(primary) = request.spec.primary_meeting_id {
+            let limit = self.limits.max_replicas_per_primary;
+            let live = self
+                .live(primary, now)
+                .map_err(|_| ControlError::PrimaryNotFound(primary.to_string()))?;
+            if live.meeting.is_replica() {
+                return Err(ControlError::PrimaryIsReplica(primary));
+            }
+            if live.replicas.len() >= limit {
+                return Err(ControlError::TooManyReplicas { primary, limit });
+            }
+        }
+        if self.meetings.len() >= self.limits.max_active_meetings {
+            self.sweep(now);
+            if self.meetings.len() >= self.limits.max_active_meetings {
+                return Err(ControlError::TooManyMeetings {
+                    limit: self.limits.max_active_meetings,
+                });
+            }
+        }
+        let mut id = MeetingId::random_v4(&mut *self.rng);
+        while self.meetings.contains_key(&id) {
+            id = MeetingId::random_v4(&mut *self.rng);
+        }
+        let meeting = Meeting {
+            id,
+            tags: request.spec.tags.clone(),
+            spec: request.spec,
+            control_region: caller.region.clone(),
+            account_id: self.account_id.clone(),
+            client_request_token: request.client_request_token,
+            created_at: now,
+            idle_since: Some(now),
+            transcription: None,
+        };
+        if let Some(token) = &meeting.client_request_token {
+            self.request_tokens.insert(token.clone(), id);
+        }
+        if let Some(primary) = meeting.spec.primary_meeting_id
+            && let Some(p) = self.meetings.get_mut(&primary)
+        {
+            p.replicas.insert(id);
+        }
+        self.changes
+            .push(Change::PutMeeting(Box::new(meeting.clone())));
+        self.meetings.insert(id, LiveMeeting::new(meeting.clone()));
+        Ok(meeting)
+    }
+
+    /// GetMeeting.
+    pub fn get_meeting(
+        &mut self,
+        id: MeetingId,
+        now: EpochMillis,
+    ) -> Result<Meeting, ControlError> {
+        Ok(self.live(id, now)?.meeting.clone())
+    }
+
+    /// DeleteMeeting: ends the meeting, its attendees and, for a primary, its replicas.
+    pub fn delete_meeting(&mut self, id: MeetingId, now: EpochMillis) -> Result<(), ControlError> {
+        self.live(id, now)?;
+        self.end_meeting(id, EndReason::Deleted);
+        Ok(())
+    }
+
+    // ----- attendees -----
+
+    /// CreateAttendee. An ExternalUserId that already has an attendee in this meeting
+    /// (compared case-insensitively) returns that attendee.
+    pub fn create_attendee(
+        &mut self,
+        meeting: MeetingId,
+        request: AttendeeRequest,
+        now: EpochMillis,
+    ) -> Result<Attendee, ControlError> {
+        self.live(meeting, now)?;
+        self.add_attendee(meeting, request)
+    }
+
+    /// BatchCreateAttendee: per-item failures are reported, not raised. Items that already
+    /// failed wire validation are passed in as errors so that the outcome keeps their order.
+    pub fn batch_create_attendee(
+        &mut self,
+        meeting: MeetingId,
+        items: Vec<Result<AttendeeRequest, (Option<String>, ControlError)>>,
+        now: EpochMillis,
+    ) -> Result<BatchOutcome, ControlError> {
+        self.live(meeting, now)?;
+        let mut outcome = BatchOutcome::default();
+        for item in items {
+            let request = match item {
+                Ok(request) => request,
+                Err(failed) => {
+                    outcome.errors.push(failed);
+                    continue;
+                }
+            };
+            let external_user_id = request.external_user_id.clone();
+            match self.add_attendee(meeting, request) {
+                Ok(attendee) => outcome.attendees.push(attendee),
+                Err(error) => outcome.errors.push((Some(external_user_id), error)),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// GetAttendee.
+    pub fn get_attendee(
+        &mut self,
+        meeting: MeetingId,
+        attendee: AttendeeId,
+        now: EpochMillis,
+    ) -> Result<Attendee, ControlError> {
+        self.live(meeting, now)?
+            .attendees
+            .get(&attendee)
+            .cloned()
+            .ok_or(ControlError::AttendeeNotFound { meeting, attendee })
+    }
+
+    /// ListAttendees: attendees in creation order after sequence number `after`.
+    pub fn list_attendees(
+        &mut self,
+        meeting: MeetingId,
+        after: Option<u64>,
+        max: usize,
+        now: EpochMillis,
+    ) -> Result<AttendeePage, ControlError> {
+        let live = self.live(meeting, now)?;
+        let start = after.map_or(0, |seq| seq.saturating_add(1));
+        let mut iter = live.order.range(start..);
+        let attendees: Vec<Attendee> = iter
+            .by_ref()
+            .take(max)
+            .map(|(_, id)| live.attendees[id].clone())
+            .collect();
+        let next_after = match iter.next() {
+            Some(_) => attendees.last().map(|a| a.seq),
+            None => None,
+        };
+        Ok(AttendeePage {
+            attendees,
+            next_after,
+        })
+    }
+
+    /// DeleteAttendee: the join token stops working and live connections are closed.
+    pub fn delete_attendee(
+        &mut self,
+        meeting: MeetingId,
+        attendee: AttendeeId,
+        now: EpochMillis,
+    ) -> Result<(), ControlError> {
+        let live = self.live(meeting, now)?;
+        live.remove_attendee(attendee)
+            .ok_or(ControlError::AttendeeNotFound { meeting, attendee })?;
+        self.attendee_meetings.remove(&attendee);
+        self.changes.push(Change::RemoveAttendee(meeting, attendee));
+        self.notices
+            .push(Notice::AttendeeDeleted { meeting, attendee });
+        Ok(())
+    }
+
+    /// UpdateAttendeeCapabilities.
+    pub fn update_attendee_capabilities(
+        &mut self,
+        meeting: MeetingId,
+        attendee: AttendeeId,
+        capabilities: Capabilities,
+        now: EpochMillis,
+    ) -> Result<Attendee, ControlError> {
+        let live = self.live(meeting, now)?;
+        check_capabilities(&live.meeting.spec.features(), &capabilities)?;
+        let record = live
+            .attendees
+            .get_mut(&attendee)
+            .ok_or(ControlError::AttendeeNotFound { meeting, attendee })?;
+        record.capabilities = capabilities;
+        let record = record.clone();
+        self.changes.push(Change::PutAttendee(record.clone()));
+        self.notices.push(Notice::CapabilitiesChanged {
+            meeting,
+            attendee,
+            capabilities,
+        });
+        Ok(record)
+    }
+
+    /// BatchUpdateAttendeeCapabilitiesExcept: applies to every current attendee not excluded.
+    pub fn batch_update_capabilities_except(
+        &mut self,
+        meeting: MeetingId,
+        excluded: &[AttendeeId],
+        capabilities: Capabilities,
+        now: EpochMillis,
+    ) -> Result<(), ControlError> {
+        let live = self.live(meeting, now)?;
+        check_capabilities(&live.meeting.spec.features(), &capabilities)?;
+        let mut updated = Vec::new();
+        for seq_id in live.order.values() {
+            if excluded.contains(seq_id) {
+                continue;
+            }
+            let record = live
+                .attendees
+                .get_mut(seq_id)
+                .expect("order and attendees hold the same ids");
+            record.capabilities = capabilities;
+            updated.push(record.clone());
+        }
+        for record in updated {
+            self.notices.push(Notice::CapabilitiesChanged {
+                meeting,
+                attendee: record.id,
+                capabilities,
+            });
+            self.changes.push(Change::PutAttendee(record));
+        }
+        Ok(())
+    }
+
+    // ----- transcription -----
+
+    /// StartMeetingTranscription: starts, or updates a running configuration.
+    pub fn start_transcription(
+        &mut self,
+        meeting: MeetingId,
+        transcription: Transcription,
+        now: EpochMillis,
+    ) -> Result<(), ControlError> {
+        let live = self.live(meeting, now)?;
+        live.meeting.transcription = Some(transcription);
+        let record = live.meeting.clone();
+        self.changes.push(Change::PutMeeting(Box::new(record)));
+        Ok(())
+    }
+
+    /// StopMeetingTranscription. Stopping a meeting with no transcription is a no-op.
+    /// Returns the configuration that was running, if any.
+    pub fn stop_transcription(
+        &mut self,
+        meeting: MeetingId,
+        now: EpochMillis,
+    ) -> Result<Option<Transcription>, ControlError> {
+        let live = self.live(meeting, now)?;
+        let previous = live.meeting.transcription.take();
+        if previous.is_some() {
+            let record = live.meeting.clone();
+            self.changes.push(Change::PutMeeting(Box::new(record)));
+        }
+        Ok(previous)
+    }
+
+    // ----- tags -----
+
+    /// TagResource: adds or replaces tags; more than the limit in total is refused.
+    pub fn tag_resource(
+        &mut self,
+        arn: &str,
+        tags: Vec<Tag>,
+        now: EpochMillis,
+    ) -> Result<(), ControlError> {
+        let max_tags = self.limits.max_tags;
+        let live = self.live_by_arn(arn, now)?;
+        let mut merged = live.meeting.tags.clone();
+        for tag in tags {
+            match merged.iter_mut().find(|t| t.key == tag.key) {
+                Some(existing) => existing.value = tag.value,
+                None => merged.push(tag),
+            }
+        }
+        if merged.len() > max_tags {
+            return Err(ControlError::TooManyTags {
+                count: merged.len(),
+                limit: max_tags,
+            });
+        }
+        live.meeting.tags = merged;
+        let record = live.meeting.clone();
+        self.changes.push(Change::PutMeeting(Box::new(record)));
+        Ok(())
+    }
+
+    /// UntagResource: keys that are absent are ignored.
+    pub fn untag_resource(
+        &mut self,
+        arn: &str,
+        keys: &[String],
+        now: EpochMillis,
+    ) -> Result<(), ControlError> {
+        let live = self.live_by_arn(arn, now)?;
+        let before = live.meeting.tags.len();
+        live.meeting.tags.retain(|t| !keys.contains(&t.key));
+        if live.meeting.tags.len() != before {
+            let record = live.meeting.clone();
+            self.changes.push(Change::PutMeeting(Box::new(record)));
+        }
+        Ok(())
+    }
+
+    /// ListTagsForResource.
+    pub fn list_tags(&mut self, arn: &str, now: EpochMillis) -> Result<Vec<Tag>, ControlError> {
+        Ok(self.live_by_arn(arn, now)?.meeting.tags.clone())
+    }
+
+    // ----- media plane -----
+
+    /// Finds the attendee a join token belongs to, in the given meeting. The token's secret is
+    /// compared in constant time.
+    pub fn authenticate(
+        &mut self,
+        meeting: MeetingId,
+        join_token: &str,
+        now: EpochMillis,
+    ) -> Option<Attendee> {
+        let attendee = attendee_id_of_token(join_token)?;
+        let live = self.live(meeting, now).ok()?;
+        let record = live.attendees.get(&attendee)?;
+        bool::from(record.join_token.as_bytes().ct_eq(join_token.as_bytes()))
+            .then(|| record.clone())
+    }
+
+    /// Finds the attendee a join token belongs to, in whatever meeting.
+    pub fn authenticate_any(&mut self, join_token: &str, now: EpochMillis) -> Option<Attendee> {
+        let attendee = attendee_id_of_token(join_token)?;
+        let meeting = *self.attendee_meetings.get(&attendee)?;
+        self.authenticate(meeting, join_token, now)
+    }
+
+    /// The media plane reports that a connection of this attendee opened.
+    pub fn attendee_connected(
+        &mut self,
+        meeting: MeetingId,
+        attendee: AttendeeId,
+        now: EpochMillis,
+    ) {
+        let Ok(live) = self.live(meeting, now) else {
+            return;
+        };
+        *live.connections.entry(attendee).or_insert(0) += 1;
+        if live.meeting.idle_since.take().is_some() {
+            let record = live.meeting.clone();
+            self.changes.push(Change::PutMeeting(Box::new(record)));
+        }
+    }
+
+    /// The media plane reports that a connection of this attendee closed.
+    pub fn attendee_disconnected(
+        &mut self,
+        meeting: MeetingId,
+        attendee: AttendeeId,
+        now: EpochMillis,
+    ) {
+        let Some(live) = self.meetings.get_mut(&meeting) else {
+            return;
+        };
+        if let Some(count) = live.connections.get_mut(&attendee) {
+            *count -= 1;
+            if *count == 0 {
+                live.connections.remove(&attendee);
+            }
+        }
+        if live.connections.is_empty() && live.meeting.idle_since.is_none() {
+            live.meeting.idle_since = Some(now);
+            let record = live.meeting.clone();
+            self.changes.push(Change::PutMeeting(Box::new(record)));
+        }
+    }
+
+    // ----- internals -----
+
+    /// The live meeting, ending it first if its timers (or its primary's) have run out.
+    fn live(&mut self, id: MeetingId, now: EpochMillis) -> Result<&mut LiveMeeting, ControlError> {
+        let (expiry, primary) = match self.meetings.get(&id) {
+            None => return Err(ControlError::MeetingNotFound(id)),
+            Some(live) => (
+                live.expiry(&self.limits, now),
+                live.meeting.spec.primary_meeting_id,
+            ),
+        };
+        if let Some(reason) = expiry {
+            self.end_meeting(id, reason);
+            return Err(ControlError::MeetingNotFound(id));
+        }
+        if let Some(primary) = primary
+            && let Some(reason) = self
+                .meetings
+                .get(&primary)
+                .and_then(|p| p.expiry(&self.limits, now))
+        {
+            self.end_meeting(primary, reason);
+            return Err(ControlError::MeetingNotFound(id));
+        }
+        self.meetings
+            .get_mut(&id)
+            .ok_or(ControlError::MeetingNotFound(id))
+    }
+
+    fn live_by_arn(
+        &mut self,
+        arn: &str,
+        now: EpochMillis,
+    ) -> Result<&mut LiveMeeting, ControlError> {
+        let not_found = || ControlError::ResourceNotFound(arn.to_owned());
+        let id: MeetingId = arn
+            .rsplit_once(":meeting/")
+            .and_then(|(_, id)| id.parse().ok())
+            .ok_or_else(not_found)?;
+        let live = self.live(id, now).map_err(|_| not_found())?;
+        if live.meeting.arn() != arn {
+            return Err(not_found());
+        }
+        Ok(live)
+    }
+
+    fn add_attendee(
+        &mut self,
+        meeting: MeetingId,
+        request: AttendeeRequest,
+    ) -> Result<Attendee, ControlError> {
+        let limits = &self.limits;
+        let live = self
+            .meetings
+            .get_mut(&meeting)
+            .ok_or(ControlError::MeetingNotFound(meeting))?;
+        let features = live.meeting.spec.features();
+        let capabilities = match request.capabilities {
+            Some(c) => {
+                check_capabilities(&features, &c)?;
+                c
+            }
+            None => features.default_capabilities(),
+        };
+        if let Some(existing) = live
+            .by_external
+            .get(&request.external_user_id.to_lowercase())
+        {
+            return Ok(live.attendees[existing].clone());
+        }
+        let limit = live.attendee_limit(limits);
+        if live.attendees.len() >= limit {
+            return Err(ControlError::MeetingFull { meeting, limit });
+        }
+        let mut id = AttendeeId::random(&mut *self.rng);
+        while self.attendee_meetings.contains_key(&id) {
+            id = AttendeeId::random(&mut *self.rng);
+        }
+        let mut secret = [0u8; 16];
+        self.rng.fill_bytes(&mut secret);
+        let join_token = URL_SAFE_NO_PAD.encode(format!("{id}:{}", hex::encode(secret)));
+        let attendee = Attendee {
+            meeting_id: meeting,
+            id,
+            external_user_id: request.external_user_id,
+            join_token,
+            capabilities,
+            seq: live.next_seq,
+        };
+        live.insert_attendee(attendee.clone());
+        self.attendee_meetings.insert(id, meeting);
+        self.changes.push(Change::PutAttendee(attendee.clone()));
+        Ok(attendee)
+    }
+
+    fn end_meeting(&mut self, id: MeetingId, reason: EndReason) {
+        let Some(live) = self.meetings.remove(&id) else {
+            return;
+        };
+        for replica in &live.replicas {
+            self.end_meeting(*replica, EndReason::PrimaryEnded);
+        }
+        if let Some(primary) = live.meeting.spec.primary_meeting_id
+            && let Some(p) = self.meetings.get_mut(&primary)
+        {
+            p.replicas.remove(&id);
+        }
+        for attendee in live.attendees.keys() {
+            self.attendee_meetings.remove(attendee);
+        }
+        if let Some(token) = &live.meeting.client_request_token
+            && self.request_tokens.get(token) == Some(&id)
+        {
+            self.request_tokens.remove(token);
+        }
+        self.changes.push(Change::RemoveMeeting(id));
+        self.notices.push(Notice::MeetingEnded {
+            meeting: id,
+            reason,
+        });
+    }
+}
+
+/// The attendee id encoded in a join token (`base64url(<AttendeeId>:<secret>)`).
+pub fn attendee_id_of_token(join_token: &str) -> Option<AttendeeId> {
+    if join_token.len() > 2048 {
+        return None;
+    }
+    let decoded = URL_SAFE_NO_PAD.decode(join_token).ok()?;
+    let text = std::str::from_utf8(&decoded).ok()?;
+    let (id, _secret) = text.split_once(':')?;
+    id.parse().ok()
+}
+
+/// The documented capability rules, checked against the meeting's features.
+pub fn check_capabilities(
+    features: &MeetingFeatures,
+    capabilities: &Capabilities,
+) -> Result<(), ControlError> {
+    use crate::model::MediaCapability as C;
+    if features.video_resolution() == VideoResolution::None && capabilities.video != C::None {
+        return Err(ControlError::Invalid(format!(
+            "Capabilities.Video must be None because the meeting's MeetingFeatures.Video.MaxResolution is None (got {})",
+            capabilities.video.as_str()
+        )));
+    }
+    if features.content_resolution() == ContentResolution::None && capabilities.content != C::None {
+        return Err(ControlError::Invalid(format!(
+            "Capabilities.Content must be None because the meeting's MeetingFeatures.Content.MaxResolution is None (got {})",
+            capabilities.content.as_str()
+        )));
+    }
+    if capabilities.content.receives() && !capabilities.video.receives() {
+        return Err(ControlError::Invalid(format!(
+            "Capabilities.Content {} requires Capabilities.Video to be SendReceive or Receive (got {})",
+            capabilities.content.as_str(),
+            capabilities.video.as_str()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! Simulated-clock tests of the control-plane state machine.
+
+use carillon_control::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+const MIN: u64 = 60_000;
+
+fn plane() -> ControlPlane {
+    plane_with(Limits::default())
+}
+
+fn plane_with(limits: Limits) -> ControlPlane {
+    ControlPlane::new(
+        limits,
+        "123456789012".into(),
+        Box::new(StdRng::seed_from_u64(7)),
+    )
+}
+
+fn caller() -> Caller {
+    Caller {
+        region: "us-east-1".into(),
+    }
+}
+
+fn spec(external: &str) -> MeetingSpec {
+    MeetingSpec {
+        external_meeting_id: external.into(),
+        meeting_host_id: None,
+        media_region: "us-east-1".into(),
+        notifications: None,
+        features: None,
+        primary_meeting_id: None,
+        tenant_ids: vec![],
+        tags: vec![],
+        network_type: None,
+    }
+}
+
+fn create(p: &mut ControlPlane, external: &str, now: u64) -> Meeting {
+    p.create_meeting(
+        CreateMeeting {
+            client_request_token: None,
+            spec: spec(external),
+        },
+        &caller(),
+        now,
+    )
+    .unwrap()
+}
+
+fn replica_of(p: &mut ControlPlane, primary: MeetingId, now: u64) -> Result<Meeting, ControlError> {
+    let mut s = spec("replica");
+    s.primary_meeting_id = Some(primary);
+    p.create_meeting(
+        CreateMeeting {
+            client_request_token: None,
+            spec: s,
+        },
+        &caller(),
+        now,
+    )
+}
+
+fn attendee(
+    p: &mut ControlPlane,
+    m: MeetingId,
+    user: &str,
+    now: u64,
+) -> Result<Attendee, ControlError> {
+    p.create_attendee(
+        m,
+        AttendeeRequest {
+            external_user_id: user.into(),
+            capabilities: None,
+        },
+        now,
+    )
+}
+
+#[test]
+fn meeting_arn_and_defaults() {
+    let mut p = plane();
+    let m = create(&mut p, "standup", 0);
+    assert_eq!(
+        m.arn(),
+        format!("arn:aws:chime:us-east-1:123456789012:meeting/{}", m.id)
+    );
+    assert_eq!(p.get_meeting(m.id, 1).unwrap(), m);
+    assert!(matches!(
+        p.take_changes().as_slice(),
+        [Change::PutMeeting(_)]
+    ));
+}
+
+#[test]
+fn client_request_token_idempotency() {
+    let mut p = plane();
+    let request = CreateMeeting {
+        client_request_token: Some("token-1".into()),
+        spec: spec("a"),
+    };
+    let first = p.create_meeting(request.clone(), &caller(), 0).unwrap();
+    let again = p.create_meeting(request.clone(), &caller(), 10).unwrap();
+    assert_eq!(first.id, again.id);
+    assert_eq!(p.meeting_count(), 1);
+    let mut different = request.clone();
+    different.spec.external_meeting_id = "b".into();
+    assert!(matches!(
+        p.create_meeting(different, &caller(), 20),
+        Err(ControlError::IdempotencyMismatch { .. })
+    ));
+    // Once the meeting has ended, the token may create a new meeting.
+    p.delete_meeting(first.id, 30).unwrap();
+    let third = p.create_meeting(request, &caller(), 40).unwrap();
+    assert_ne!(third.id, first.id);
+}
+
+#[test]
+fn external_user_id_is_idempotent_and_case_insensitive() {
+    let mut p = plane();
+    let m = create(&mut p, "m", 0);
+    let a = attendee(&mut p, m.id, "Alice", 0).unwrap();
+    let b = attendee(&mut p, m.id, "alice", 1).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.capabilities, Capabilities::ALL);
+    let c = attendee(&mut p, m.id, "bob", 1).unwrap();
+    assert_ne!(a.id, c.id);
+    assert_eq!(attendee_id_of_token(&a.join_token), Some(a.id));
+    assert!(
+        !a.join_token.contains('=') && !a.join_token.contains('/') && !a.join_token.contains('+')
+    );
+    assert_eq!(p.authenticate(m.id, &a.join_token, 2).unwrap().id, a.id);
+    assert!(
+        p.authenticate(m.id, &c.join_token[..c.join_token.len() - 1], 2)
+            .is_none()
+    );
+}
+
+#[test]
+fn attendee_quota_and_max_count() {
+    let mut p = plane_with(Limits {
+        max_attendees: 3,
+        ..Limits::default()
+    });
+    let m = create(&mut p, "m", 0);
+    for i in 0..3 {
+        attendee(&mut p, m.id, &format!("user-{i}"), 0).unwrap();
+    }
+    assert!(matches!(
+        attendee(&mut p, m.id, "user-4", 0),
+        Err(ControlError::MeetingFull { limit: 3, .. })
+    ));
+    // An existing ExternalUserId still answers when the meeting is full.
+    attendee(&mut p, m.id, "USER-1", 0).unwrap();
+
+    let mut s = spec("small");
+    s.features = Some(MeetingFeatures {
+        attendee: Some(AttendeeFeatures { max_count: Some(2) }),
+        ..Default::default()
+    });
+    let small = p
+        .create_meeting(
+            CreateMeeting {
+                client_request_token: None,
+                spec: s,
+            },
+            &caller(),
+            0,
+        )
+        .unwrap();
+    let outcome = p
+        .batch_create_attendee(
+            small.id,
+            ["a", "b", "c"]
+                .iter()
+                .map(|u| {
+                    Ok(AttendeeRequest {
+                        external_user_id: u.to_string(),
+                        capabilities: None,
+                    })
+                })
+                .collect(),
+            0,
+        )
+        .unwrap();
+    assert_eq!(outcome.attendees.len(), 2);
+    assert_eq!(outcome.errors.len(), 1);
+    assert_eq!(outcome.errors[0].0.as_deref(), Some("c"));
+}
+
+#[test]
+fn high_resolution_caps_attendees() {
+    let mut p = plane();
+    let mut s = spec("hd");
+    s.features = Some(MeetingFeatures {
+        video: Some(VideoFeatures {
+            max_resolution: Some(VideoResolution::Fhd),
+        }),
+        ..Default::default()
+    });
+    let req = |s: MeetingSpec| CreateMeeting {
+        client_request_token: None,
+        spec: s,
+    };
+    assert!(matches!(
+        p.create_meeting(req(s.clone()), &caller(), 0),
+        Err(ControlError::Invalid(_))
+    ));
+    s.features.as_mut().unwrap().attendee = Some(AttendeeFeatures {
+        max_count: Some(26),
+    });
+    assert!(matches!(
+        p.create_meeting(req(s.clone()), &caller(), 0),
+        Err(ControlError::Invalid(_))
+    ));
+    s.features.as_mut().unwrap().attendee = Some(AttendeeFeatures {
+        max_count: Some(25),
+    });
+    p.create_meeting(req(s), &caller(), 0).unwrap();
+}
+
+#[test]
+fn capability_rules() {
+    use MediaCapability::*;
+    let all = MeetingFeatures::default();
+    let caps = |audio, video, content| Capabilities {
+        audio,
+        video,
+        content,
+    };
+    assert!(check_capabilities(&all, &caps(SendReceive, Receive, SendReceive)).is_ok());
+    assert!(check_capabilities(&all, &caps(SendReceive, Send, SendReceive)).is_err());
+    assert!(check_capabilities(&all, &caps(SendReceive, Send, Receive)).is_err());
+    assert!(check_capabilities(&all, &caps(SendReceive, Send, Send)).is_ok());
+    assert!(check_capabilities(&all, &caps(SendReceive, Receive, None)).is_ok());
+    let no_video = MeetingFeatures {
+        video: Some(VideoFeatures {
+            max_resolution: Some(VideoResolution::None),
+        }),
+        ..Default::default()
+    };
+    assert!(check_capabilities(&no_video, &caps(SendReceive, Receive, None)).is_err());
+    assert!(check_capabilities(&no_video, &caps(SendReceive, None, Send)).is_ok());
+    // The documented default for video None with content allowed.
+    assert_eq!(
+        no_video.default_capabilities(),
+        caps(SendReceive, Receive, SendReceive)
+    );
+    let nothing = MeetingFeatures {
+        video: Some(VideoFeatures {
+            max_resolution: Some(VideoResolution::None),
+        }),
+        content: Some(ContentFeatures {
+            max_resolution: Some(ContentResolution::None),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        nothing.default_capabilities(),
+        caps(SendReceive, None, None)
+    );
+    let no_content = MeetingFeatures {
+        content: Some(ContentFeatures {
+            max_resolution: Some(ContentResolution::None),
+        }),
+        ..Default::default()
+    };
+    assert!(check_capabilities(&no_content, &caps(SendReceive, SendReceive, Receive)).is_err());
+}
+
+#[test]
+fn replica_rules() {
+    let mut p = plane();
+    let primary = create(&mut p, "primary", 0);
+    let replicas: Vec<Meeting> = (0..4)
+        .map(|_| replica_of(&mut p, primary.id, 0).unwrap())
+        .collect();
+    assert_eq!(replicas[0].spec.primary_meeting_id, Some(primary.id));
+    assert!(matches!(
+        replica_of(&mut p, primary.id, 0),
+        Err(ControlError::TooManyReplicas { limit: 4, .. })
+    ));
+    assert!(matches!(
+        replica_of(&mut p, replicas[0].id, 0),
+        Err(ControlError::PrimaryIsReplica(_))
+    ));
+    let unknown: MeetingId = "00000000-0000-4000-8000-000000000000".parse().unwrap();
+    assert!(matches!(
+        replica_of(&mut p, unknown, 0),
+        Err(ControlError::PrimaryNotFound(_))
+    ));
+    let r_att = attendee(&mut p, replicas[1].id, "viewer", 0).unwrap();
+
+    // Deleting a replica ends only that replica.
+    p.delete_meeting(replicas[0].id, 1).unwrap();
+    assert!(p.get_meeting(primary.id, 1).is_ok());
+    replica_of(&mut p, primary.id, 1).unwrap();
+
+    // Deleting the primary ends every replica and their attendees.
+    p.take_notices();
+    p.delete_meeting(primary.id, 2).unwrap();
+    for r in &replicas[1..] {
+        assert!(matches!(
+            p.get_meeting(r.id, 2),
+            Err(ControlError::MeetingNotFound(_))
+        ));
+    }
+    assert!(p.authenticate_any(&r_att.join_token, 2).is_none());
+    let ended = p
+        .take_notices()
+        .into_iter()
+        .filter(|n| matches!(n, Notice::MeetingEnded { .. }))
+        .count();
+    assert_eq!(ended, 5);
+    assert_eq!(p.meeting_count(), 0);
+}
+
+#[test]
+fn idle_and_max_duration_timers() {
+    let mut p = plane();
+    let m = create(&mut p, "idle", 0);
+    let replica = replica_of(&mut p, m.id, 0).unwrap();
+    let a = attendee(&mut p, m.id, "a", 0).unwrap();
+    assert_eq!(p.next_deadline(), Some(5 * MIN));
+    p.sweep(5 * MIN - 1);
+    assert!(p.get_meeting(m.id, 5 * MIN - 1).is_ok());
+    // A connection stops the idle timer; leaving restarts it.
+    p.attendee_connected(m.id, a.id, 4 * MIN);
+    p.sweep(20 * MIN);
+    assert!(p.get_meeting(m.id, 20 * MIN).is_ok());
+    p.attendee_disconnected(m.id, a.id, 20 * MIN);
+    assert!(p.get_meeting(m.id, 25 * MIN - 1).is_ok());
+    // Lazy expiry: the read itself notices the deadline.
+    assert!(matches!(
+        p.get_meeting(replica.id, 25 * MIN),
+        Err(ControlError::MeetingNotFound(_))
+    ));
+    assert!(matches!(
+        p.get_meeting(m.id, 25 * MIN),
+        Err(ControlError::MeetingNotFound(_))
+    ));
+
+    let long = create(&mut p, "long", 0);
+    let b = attendee(&mut p, long.id, "b", 0).unwrap();
+    p.attendee_connected(long.id, b.id, 0);
+    p.sweep(24 * 60 * MIN - 1);
+    assert!(p.get_meeting(long.id, 24 * 60 * MIN - 1).is_ok());
+    p.sweep(24 * 60 * MIN);
+    assert!(p.take_notices().contains(&Notice::MeetingEnded {
+        meeting: long.id,
+        reason: EndReason::MaxDuration
+    }));
+}
+
+#[test]
+fn active_meeting_quota_counts_ended_meetings_out() {
+    let mut p = plane_with(Limits {
+        max_active_meetings: 2,
+        ..Limits::default()
+    });
+    create(&mut p, "a", 0);
+    create(&mut p, "b", 0);
+    let third = p.create_meeting(
+        CreateMeeting {
+            client_request_token: None,
+            spec: spec("c"),
+        },
+        &caller(),
+        MIN,
+    );
+    assert!(matches!(
+        third,
+        Err(ControlError::TooManyMeetings { limit: 2 })
+    ));
+    // After the idle timeout the two meetings are gone and there is room again.
+    create(&mut p, "c", 5 * MIN);
+}
+
+#[test]
+fn list_attendees_pages_in_creation_order() {
+    let mut p = plane();
+    let m = create(&mut p, "m", 0);
+    let created: Vec<Attendee> = (0..250)
+        .map(|i| attendee(&mut p, m.id, &format!("user-{i:03}"), 0).unwrap())
+        .collect();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = p.list_attendees(m.id, after, 100, 0).unwrap();
+        seen.extend(page.attendees);
+        match page.next_after {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created);
+    // Exactly one page: no continuation.
+    let page = p.list_attendees(m.id, None, 250, 0).unwrap();
+    assert_eq!(page.next_after, None);
+    // Deleting the attendee a token points at does not break the continuation.
+    let first = p.list_attendees(m.id, None, 10, 0).unwrap();
+    p.delete_attendee(m.id, first.attendees[9].id, 0).unwrap();
+    let next = p.list_attendees(m.id, first.next_after, 10, 0).unwrap();
+    assert_eq!(next.attendees[0].id, created[10].id);
+}
+
+#[test]
+fn tags_on_meeting_arn() {
+    let mut p = plane();
+    let m = create(&mut p, "m", 0);
+    let arn = m.arn();
+    let tag = |k: &str, v: &str| Tag {
+        key: k.into(),
+        value: v.into(),
+    };
+    p.tag_resource(&arn, vec![tag("team", "a"), tag("env", "dev")], 0)
+        .unwrap();
+    p.tag_resource(&arn, vec![tag("team", "b")], 0).unwrap();
+    assert_eq!(
+        p.list_tags(&arn, 0).unwrap(),
+        vec![tag("team", "b"), tag("env", "dev")]
+    );
+    p.untag_resource(&arn, &["team".into(), "absent".into()], 0)
+        .unwrap();
+    assert_eq!(p.list_tags(&arn, 0).unwrap(), vec![tag("env", "dev")]);
+    let many: Vec<Tag> = (0..50).map(|i| tag(&format!("k{i}"), "v")).collect();
+    assert!(matches!(
+        p.tag_resource(&arn, many, 0),
+        Err(ControlError::TooManyTags {
+            count: 51,
+            limit: 50
+        })
+    ));
+    let other_region = arn.replace("us-east-1", "us-west-2");
+    assert!(matches!(
+        p.list_tags(&other_region, 0),
+        Err(ControlError::ResourceNotFound(_))
+    ));
+    assert!(matches!(
+        p.list_tags("arn:aws:chime:nope", 0),
+        Err(ControlError::ResourceNotFound(_))
+    ));
+}
+
+#[test]
+fn restore_rebuilds_state_and_restarts_idle_timers() {
+    let mut p = plane();
+    let m = create(&mut p, "m", 0);
+    let r = replica_of(&mut p, m.id, 0).unwrap();
+    let a = attendee(&mut p, m.id, "a", 0).unwrap();
+    p.attendee_connected(m.id, a.id, MIN);
+    let snapshot = Snapshot {
+        meetings: vec![p.get_meeting(m.id, MIN).unwrap(), r.clone()],
+        attendees: vec![a.clone()],
+    };
+    let mut q = ControlPlane::restore(
+        Limits::default(),
+        "123456789012".into(),
+        Box::new(StdRng::seed_from_u64(8)),
+        snapshot,
+        10 * MIN,
+    );
+    // The connected meeting's idle timer restarts at the restore time.
+    assert!(
+        matches!(q.take_changes().as_slice(), [Change::PutMeeting(x)] if x.idle_since == Some(10 * MIN))
+    );
+    assert_eq!(q.get_attendee(m.id, a.id, 11 * MIN).unwrap(), a);
+    assert_eq!(
+        q.authenticate(m.id, &a.join_token, 11 * MIN).unwrap().id,
+        a.id
+    );
+    // Sequence numbers continue after the restored ones.
+    let b = attendee(&mut q, m.id, "b", 11 * MIN).unwrap();
+    assert!(b.seq > a.seq);
+    // The replica link survives: deleting the primary ends the replica.
+    q.delete_meeting(m.id, 12 * MIN).unwrap();
+    assert!(q.get_meeting(r.id, 12 * MIN).is_err());
+}

@@ -1,0 +1,338 @@
+//! Configuration: command-line flags, `CARILLON_*` environment variables and an optional TOML
+//! file (`--config`), in that order of precedence, over built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// The development key pair used when no credentials are configured.
+pub const DEV_ACCESS_KEY_ID: &str = "AKIDCARILLONDEV";
+/// Secret of the development key pair.
+pub const DEV_SECRET_ACCESS_KEY: &str = "carillon-dev-secret";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "carillon",
+    version,
+    about = "Self-hosted Amazon Chime SDK Meetings"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything on this node: REST API, signaling, media, lifecycle.
+    Serve(ServeArgs),
+}
+
+/// Flags of `carillon serve`. Every flag also reads `CARILLON_<NAME>` and the config file.
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeArgs {
+    /// TOML configuration file (keys are the flag names, e.g. `listen = "127.0.0.1:8080"`).
+    #[arg(long, env = "CARILLON_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// HTTP address for the REST API, signaling WebSocket, client events and demo page.
+    #[arg(long, env = "CARILLON_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// UDP address for media (port 0: any free port).
+    #[arg(long, env = "CARILLON_MEDIA_UDP")]
+    pub media_udp: Option<SocketAddr>,
+    /// Directory for the SQLite database and other state.
+    #[arg(long, env = "CARILLON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Base URL clients use to reach this server (default: derived from --listen).
+    #[arg(long, env = "CARILLON_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Account id used in ARNs.
+    #[arg(long, env = "CARILLON_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// Active meetings per account (Chime's default quota: 250).
+    #[arg(long, env = "CARILLON_MAX_ACTIVE_MEETINGS")]
+    pub max_active_meetings: Option<usize>,
+    /// Replica meetings per primary meeting (default 4, at most 40).
+    #[arg(long, env = "CARILLON_MAX_REPLICAS_PER_PRIMARY")]
+    pub max_replicas_per_primary: Option<usize>,
+    /// Attendees per meeting when MeetingFeatures.Attendee.MaxCount is not given (default 250).
+    #[arg(long, env = "CARILLON_MAX_ATTENDEES")]
+    pub max_attendees: Option<usize>,
+    /// Highest MaxCount allowed with FHD video or UHD content (default 25).
+    #[arg(long, env = "CARILLON_HIGH_RESOLUTION_MAX_ATTENDEES")]
+    pub high_resolution_max_attendees: Option<u32>,
+    /// A meeting with nobody connected ends after this long (default 5m).
+    #[arg(long, env = "CARILLON_MEETING_IDLE_TIMEOUT", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub meeting_idle_timeout: Option<Duration>,
+    /// Every meeting ends this long after creation (default 24h).
+    #[arg(long, env = "CARILLON_MEETING_MAX_DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub meeting_max_duration: Option<Duration>,
+    /// Enforce per-operation API rate limits (AWS-like: 10 requests/s, burst 20).
+    #[arg(long, env = "CARILLON_API_RATE_LIMIT")]
+    #[serde(default)]
+    pub api_rate_limit: bool,
+    /// Requests per second per operation when rate limits are on (default 10).
+    #[arg(long, env = "CARILLON_API_RATE")]
+    pub api_rate: Option<f64>,
+    /// Burst per operation when rate limits are on (default 20).
+    #[arg(long, env = "CARILLON_API_BURST")]
+    pub api_burst: Option<u32>,
+    /// Answer schema violations with the unmodeled ValidationException (as Coral does)
+    /// instead of BadRequestException.
+    #[arg(long, env = "CARILLON_VALIDATION_EXCEPTION")]
+    #[serde(default)]
+    pub validation_exception: bool,
+    /// fsync every commit (survives power loss; slower). Default: durable across crashes.
+    #[arg(long, env = "CARILLON_FULL_SYNC")]
+    #[serde(default)]
+    pub full_sync: bool,
+    /// Enables POST /_carillon/test/clock to move the lifecycle clock (tests only).
+    #[arg(long, env = "CARILLON_TEST_CLOCK", hide = true)]
+    #[serde(default)]
+    pub test_clock: bool,
+    /// SigV4 key pairs `AKID:SECRET[,AKID:SECRET…]` (config file: a list). Environment only
+    /// (`CARILLON_CREDENTIALS`), never a flag, so secrets stay out of process listings.
+    #[arg(skip)]
+    pub credentials: Option<Vec<String>>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 300s, 5m, 24h)"))
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub media_udp: SocketAddr,
+    pub data_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub account_id: String,
+    pub credentials: Vec<(String, String)>,
+    /// True when no credentials were configured and the development pair is in use.
+    pub dev_credentials: bool,
+    pub limits: carillon_control::Limits,
+    pub rate_limit: Option<(f64, u32)>,
+    pub validation_exception: bool,
+    pub full_sync: bool,
+    pub test_clock: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid config file {0}: {1}")]
+    Parse(PathBuf, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Merges flags/environment (`args`), the config file and the defaults, and checks the
+    /// result. `credentials_env` is the value of `CARILLON_CREDENTIALS`, if set.
+    pub fn resolve(
+        args: ServeArgs,
+        credentials_env: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => ServeArgs::default(),
+        };
+        let defaults = carillon_control::Limits::default();
+        let credentials_list = match credentials_env {
+            Some(env) => Some(
+                env.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            None => args.credentials.or(file.credentials),
+        };
+        let mut credentials = Vec::new();
+        for entry in credentials_list.unwrap_or_default() {
+            let (akid, secret) = entry.split_once(':').ok_or_else(|| {
+                ConfigError::Invalid(
+                    "credentials must be AKID:SECRET pairs separated by commas".into(),
+                )
+            })?;
+            if akid.is_empty() || secret.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "credentials must be AKID:SECRET pairs with neither part empty".into(),
+                ));
+            }
+            credentials.push((akid.to_owned(), secret.to_owned()));
+        }
+        let dev_credentials = credentials.is_empty();
+        if dev_credentials {
+            credentials.push((DEV_ACCESS_KEY_ID.into(), DEV_SECRET_ACCESS_KEY.into()));
+        }
+        let max_replicas = args
+            .max_replicas_per_primary
+            .or(file.max_replicas_per_primary)
+            .unwrap_or(defaults.max_replicas_per_primary);
+        if !(1..=40).contains(&max_replicas) {
+            return Err(ConfigError::Invalid(format!(
+                "max-replicas-per-primary must be between 1 and 40 (got {max_replicas})"
+            )));
+        }
+        let rate_limit = (args.api_rate_limit || file.api_rate_limit).then(|| {
+            (
+                args.api_rate.or(file.api_rate).unwrap_or(10.0),
+                args.api_burst.or(file.api_burst).unwrap_or(20),
+            )
+        });
+        if let Some((rate, burst)) = rate_limit
+            && (!rate.is_finite() || rate <= 0.0 || burst == 0)
+        {
+            return Err(ConfigError::Invalid(
+                "api-rate must be positive and api-burst at least 1".into(),
+            ));
+        }
+        let ms = |d: Option<Duration>, default: u64| d.map_or(default, |d| d.as_millis() as u64);
+        let config = Config {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid literal")),
+            media_udp: args
+                .media_udp
+                .or(file.media_udp)
+                .unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid literal")),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./carillon-data")),
+            public_url: args.public_url.or(file.public_url),
+            account_id: args
+                .account_id
+                .or(file.account_id)
+                .unwrap_or_else(|| "000000000000".into()),
+            credentials,
+            dev_credentials,
+            limits: carillon_control::Limits {
+                max_active_meetings: args
+                    .max_active_meetings
+                    .or(file.max_active_meetings)
+                    .unwrap_or(defaults.max_active_meetings),
+                max_replicas_per_primary: max_replicas,
+                max_attendees: args
+                    .max_attendees
+                    .or(file.max_attendees)
+                    .unwrap_or(defaults.max_attendees),
+                high_resolution_max_attendees: args
+                    .high_resolution_max_attendees
+                    .or(file.high_resolution_max_attendees)
+                    .unwrap_or(defaults.high_resolution_max_attendees),
+                idle_timeout_ms: ms(
+                    args.meeting_idle_timeout.or(file.meeting_idle_timeout),
+                    defaults.idle_timeout_ms,
+                ),
+                max_duration_ms: ms(
+                    args.meeting_max_duration.or(file.meeting_max_duration),
+                    defaults.max_duration_ms,
+                ),
+                max_tags: defaults.max_tags,
+            },
+            rate_limit,
+            validation_exception: args.validation_exception || file.validation_exception,
+            full_sync: args.full_sync || file.full_sync,
+            test_clock: args.test_clock || file.test_clock,
+        };
+        if !config.account_id.chars().all(|c| c.is_ascii_digit()) || config.account_id.len() != 12 {
+            return Err(ConfigError::Invalid(format!(
+                "account id must be 12 digits (got '{}')",
+                config.account_id
+            )));
+        }
+        if config.dev_credentials && !config.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to listen on non-loopback address {} with only the development credentials; set CARILLON_CREDENTIALS=AKID:SECRET (or `credentials` in the config file)",
+                config.listen
+            )));
+        }
+        Ok(config)
+    }
+}
+
+fn load_file(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_dev_credentials() {
+        let c = Config::resolve(ServeArgs::default(), None).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.media_udp.to_string(), "127.0.0.1:0");
+        assert!(c.dev_credentials);
+        assert_eq!(c.credentials[0].0, DEV_ACCESS_KEY_ID);
+        assert_eq!(c.account_id, "000000000000");
+        assert_eq!(c.rate_limit, None);
+    }
+
+    #[test]
+    fn refuses_public_listen_with_dev_pair() {
+        let args = ServeArgs {
+            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(args, None).is_err());
+        let args = ServeArgs {
+            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::resolve(args, Some("AK1:s1, AK2:s:2".into())).unwrap();
+        assert_eq!(
+            c.credentials,
+            vec![("AK1".into(), "s1".into()), ("AK2".into(), "s:2".into())]
+        );
+    }
+
+    #[test]
+    fn file_values_sit_under_flags() {
+        let dir = std::env::temp_dir().join(format!("carillon-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("carillon.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nmax-replicas-per-primary = 40\nmeeting-idle-timeout = \"2m\"\ncredentials = [\"A:B\"]\napi-rate-limit = true\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::resolve(args, None).unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.limits.max_replicas_per_primary, 40);
+        assert_eq!(c.limits.idle_timeout_ms, 120_000);
+        assert_eq!(c.credentials, vec![("A".into(), "B".into())]);
+        assert_eq!(c.rate_limit, Some((10.0, 20)));
+        std::fs::write(&path, "max-replicas-per-primary = 41\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(Config::resolve(args, None).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,11 @@
+//! The `carillon` server: configuration, HTTP adapters and the wiring of the sans-IO cores
+//! (`carillon-control`, `carillon-api`, `carillon-sigv4`) to the store and the sockets.
+
+pub mod app;
+pub mod client_events;
+pub mod clock;
+pub mod config;
+pub mod rest;
+
+pub use app::{App, Node, StartError, router};
+pub use config::{Cli, Command, Config, ServeArgs};

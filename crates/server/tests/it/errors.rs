@@ -1,0 +1,340 @@
+//! Every error class a client can provoke, as the SDK surfaces it.
+
+use aws_sdk_chimesdkmeetings::error::ProvideErrorMetadata;
+use aws_sdk_chimesdkmeetings::types::{AttendeeCapabilities, MediaCapabilities};
+
+use crate::harness::Server;
+
+const NO_MEETING: &str = "00000000-0000-4000-8000-000000000000";
+
+#[tokio::test]
+async fn validation_errors_are_bad_requests_that_say_what_is_wrong() {
+    let server = Server::start(&[]);
+    let client = server.client();
+    let long = "x".repeat(65);
+    let cases: Vec<(&str, &str, &str, &str)> = vec![
+        // (MediaRegion, ExternalMeetingId, ClientRequestToken, expected text)
+        ("mars-1", "ok-id", "tok-1", "MediaRegion"),
+        ("us-east-1", &long, "tok-2", "ExternalMeetingId"),
+        ("us-east-1", "aws:reserved", "tok-3", "reserved prefix"),
+        ("us-east-1", "semi;colon", "tok-4", "ExternalMeetingId"),
+        ("us-east-1", "ok-id", "bad token!", "ClientRequestToken"),
+    ];
+    for (region, external, token, expected) in cases {
+        let err = client
+            .create_meeting()
+            .media_region(region)
+            .external_meeting_id(external)
+            .client_request_token(token)
+            .send()
+            .await
+            .unwrap_err();
+        let err = err.into_service_error();
+        assert!(err.is_bad_request_exception(), "{err:?}");
+        assert!(
+            err.message().unwrap().contains(expected),
+            "{:?}",
+            err.message()
+        );
+        assert!(err.meta().code() == Some("BadRequestException"));
+    }
+    let err = client
+        .create_meeting()
+        .media_region("us-east-1")
+        .external_meeting_id("tenants")
+        .tenant_ids("aaaa-repeats")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.message().unwrap().contains("TenantIds[0]"), "{err:?}");
+
+    let meeting = client
+        .create_meeting()
+        .media_region("us-east-1")
+        .external_meeting_id("m1")
+        .send()
+        .await
+        .unwrap()
+        .meeting
+        .unwrap();
+    let id = meeting.meeting_id().unwrap();
+    let err = client
+        .create_attendee()
+        .meeting_id(id)
+        .external_user_id("u".repeat(65))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_bad_request_exception());
+    let err = client
+        .update_attendee_capabilities()
+        .meeting_id(id)
+        .attendee_id(NO_MEETING)
+        .capabilities(
+            AttendeeCapabilities::builder()
+                .audio(MediaCapabilities::from("Loud"))
+                .video(MediaCapabilities::None)
+                .content(MediaCapabilities::None)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_bad_request_exception());
+    assert!(err.message().unwrap().contains("Loud"), "{err:?}");
+    let err = client
+        .list_attendees()
+        .meeting_id(id)
+        .max_results(101)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_bad_request_exception());
+    let err = client
+        .get_meeting()
+        .meeting_id("not-a-guid")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_bad_request_exception());
+    let err = client
+        .start_meeting_transcription()
+        .meeting_id(id)
+        .transcription_configuration(
+            aws_sdk_chimesdkmeetings::types::TranscriptionConfiguration::builder().build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_bad_request_exception());
+    assert!(err.message().unwrap().contains("EngineTranscribeSettings"));
+}
+
+#[tokio::test]
+async fn not_found_for_unknown_meetings_and_attendees() {
+    let server = Server::start(&[]);
+    let client = server.client();
+    let err = client
+        .get_meeting()
+        .meeting_id(NO_MEETING)
+        .send()
+        .await
+        .unwrap_err();
+    let err = err.into_service_error();
+    assert!(err.is_not_found_exception());
+    assert!(err.message().unwrap().contains(NO_MEETING));
+    assert!(
+        client
+            .delete_meeting()
+            .meeting_id(NO_MEETING)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error()
+            .is_not_found_exception()
+    );
+    assert!(
+        client
+            .create_attendee()
+            .meeting_id(NO_MEETING)
+            .external_user_id("someone")
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error()
+            .is_not_found_exception()
+    );
+    let meeting = client
+        .create_meeting()
+        .media_region("us-east-1")
+        .external_meeting_id("mm")
+        .send()
+        .await
+        .unwrap()
+        .meeting
+        .unwrap();
+    let id = meeting.meeting_id().unwrap();
+    for err in [
+        client
+            .get_attendee()
+            .meeting_id(id)
+            .attendee_id(NO_MEETING)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error()
+            .is_not_found_exception(),
+        client
+            .delete_attendee()
+            .meeting_id(id)
+            .attendee_id(NO_MEETING)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error()
+            .is_not_found_exception(),
+        client
+            .stop_meeting_transcription()
+            .meeting_id(NO_MEETING)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error()
+            .is_not_found_exception(),
+    ] {
+        assert!(err);
+    }
+}
+
+#[tokio::test]
+async fn active_meeting_quota() {
+    let server = Server::start(&["--max-active-meetings", "3"]);
+    let client = server.client();
+    for i in 0..3 {
+        client
+            .create_meeting()
+            .media_region("us-east-1")
+            .external_meeting_id(format!("m{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let err = client
+        .create_meeting()
+        .media_region("us-east-1")
+        .external_meeting_id("m4")
+        .send()
+        .await
+        .unwrap_err();
+    let raw_status = err.raw_response().map(|r| r.status().as_u16());
+    let err = err.into_service_error();
+    assert!(err.is_limit_exceeded_exception(), "{err:?}");
+    assert_eq!(raw_status, Some(400));
+}
+
+#[tokio::test]
+async fn authentication_failures_are_forbidden() {
+    let server = Server::start(&[]);
+    let wrong_secret = server.client_with("AKIDCARILLONDEV", "not-the-secret", "us-east-1");
+    let err = wrong_secret
+        .get_meeting()
+        .meeting_id(NO_MEETING)
+        .send()
+        .await
+        .unwrap_err();
+    let err = err.into_service_error();
+    assert!(err.is_forbidden_exception(), "{err:?}");
+    assert!(
+        err.message().unwrap().contains("signature"),
+        "{:?}",
+        err.message()
+    );
+    let unknown = server.client_with("AKIDUNKNOWN", "whatever", "us-east-1");
+    let err = unknown
+        .get_meeting()
+        .meeting_id(NO_MEETING)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_forbidden_exception());
+
+    // Any region is accepted and ends up in the meeting ARN.
+    let client = server.client_with("AKIDCARILLONDEV", "carillon-dev-secret", "ap-southeast-1");
+    let meeting = client
+        .create_meeting()
+        .media_region("ap-southeast-1")
+        .external_meeting_id("sg")
+        .send()
+        .await
+        .unwrap()
+        .meeting
+        .unwrap();
+    assert!(
+        meeting
+            .meeting_arn()
+            .unwrap()
+            .starts_with("arn:aws:chime:ap-southeast-1:000000000000:meeting/")
+    );
+}
+
+#[tokio::test]
+async fn configured_credentials_replace_the_development_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        dir.path(),
+        &[],
+        &[
+            ("CARILLON_CREDENTIALS", "AKIDTEAM:team-secret"),
+            ("CARILLON_ACCOUNT_ID", "111122223333"),
+        ],
+    );
+    let team = server.client_with("AKIDTEAM", "team-secret", "us-east-1");
+    let meeting = team
+        .create_meeting()
+        .media_region("us-east-1")
+        .external_meeting_id("team")
+        .send()
+        .await
+        .unwrap()
+        .meeting
+        .unwrap();
+    assert!(meeting.meeting_arn().unwrap().contains(":111122223333:"));
+    let dev = server.client();
+    let err = dev
+        .get_meeting()
+        .meeting_id(meeting.meeting_id().unwrap())
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_forbidden_exception());
+}
+
+#[tokio::test]
+async fn rate_limits_when_enabled() {
+    let server = Server::start(&["--api-rate-limit", "--api-rate", "1", "--api-burst", "3"]);
+    let client = server.client();
+    let mut throttled = 0;
+    for _ in 0..6 {
+        match client.get_meeting().meeting_id(NO_MEETING).send().await {
+            Err(e) => {
+                let e = e.into_service_error();
+                if e.is_throttling_exception() {
+                    throttled += 1;
+                } else {
+                    assert!(e.is_not_found_exception(), "{e:?}");
+                }
+            }
+            Ok(_) => panic!("no such meeting"),
+        }
+    }
+    assert!(throttled >= 2, "throttled {throttled}");
+    // Other operations have their own bucket.
+    let err = client
+        .delete_meeting()
+        .meeting_id(NO_MEETING)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_not_found_exception());
+}
+
+#[tokio::test]
+async fn validation_exception_mode() {
+    let server = Server::start(&["--validation-exception"]);
+    let client = server.client();
+    let err = client
+        .create_meeting()
+        .media_region("mars-1")
+        .external_meeting_id("x1")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.meta().code(), Some("ValidationException"));
+    assert!(err.message().unwrap().contains("MediaRegion"));
+}

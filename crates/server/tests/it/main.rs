@@ -1,0 +1,8 @@
+//! Black-box tests: the real `carillon` binary driven by the official AWS SDK for Rust.
+
+mod harness;
+
+mod api;
+mod errors;
+mod lifecycle;
+mod raw_http;
