@@ -26,6 +26,10 @@ pub struct App {
     pub rate_limiter: Option<Mutex<RateLimiter>>,
     pub validation: Exception,
     pub clock: Clock,
+    /// Directory of the demo page.
+    pub web_root: std::path::PathBuf,
+    /// The live meeting plane (absent in unit tests of the HTTP layer).
+    pub media: Option<crate::media::MediaHandle>,
 }
 
 impl App {
@@ -55,11 +59,14 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Waits for durability, then dispatches the notices.
-    pub async fn finish(self) -> Result<(), carillon_store::StoreError> {
+    /// Waits for durability, then hands the notices to the live meeting plane.
+    pub async fn finish(self, app: &App) -> Result<(), carillon_store::StoreError> {
         self.ticket.await?;
         for notice in self.notices {
             tracing::info!(?notice, "meeting lifecycle");
+            if let Some(media) = &app.media {
+                media.notice(notice);
+            }
         }
         Ok(())
     }
@@ -70,8 +77,9 @@ pub struct Node {
     pub app: Arc<App>,
     pub http: tokio::net::TcpListener,
     pub http_addr: SocketAddr,
-    pub media_udp: tokio::net::UdpSocket,
+    pub media_addr: SocketAddr,
     pub public_url: String,
+    media_events: Option<tokio::sync::mpsc::UnboundedReceiver<carillon_media::MediaEvent>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +130,7 @@ impl Node {
         let http_addr = http
             .local_addr()
             .map_err(|e| StartError::Bind(config.listen, e))?;
-        let media_udp = tokio::net::UdpSocket::bind(config.media_udp)
-            .await
+        let media_udp = std::net::UdpSocket::bind(config.media_udp)
             .map_err(|e| StartError::Bind(config.media_udp, e))?;
         let media_addr = media_udp
             .local_addr()
@@ -139,6 +146,9 @@ impl Node {
             };
             format!("http://{host}")
         });
+        let candidate = media_candidate(media_addr, &public_url);
+        let (media, media_events) = crate::media::start(media_udp, candidate)
+            .map_err(|e| StartError::Bind(media_addr, e))?;
         let app = Arc::new(App {
             plane: Mutex::new(plane),
             store,
@@ -153,23 +163,23 @@ impl Node {
                 Exception::BadRequest
             },
             clock,
+            web_root: config.web_root.clone(),
+            media: Some(media),
         });
         Ok(Node {
             app,
             http,
             http_addr,
-            media_udp,
+            media_addr,
             public_url,
+            media_events: Some(media_events),
         })
     }
 
     /// The lines printed at start-up, one per endpoint.
     pub fn endpoints(&self) -> Vec<String> {
         let ws = self.public_url.replacen("http", "ws", 1);
-        let media = self
-            .media_udp
-            .local_addr()
-            .map_or_else(|_| "?".into(), |a| a.to_string());
+        let media = self.media_addr;
         vec![
             format!("api {}", self.public_url),
             format!("signaling {ws}/control/<MeetingId>"),
@@ -181,30 +191,68 @@ impl Node {
 
     /// Serves until `shutdown` resolves.
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sweeper = tokio::spawn(sweep_loop(self.app.clone()));
-        // The media plane will own this socket; until then it only holds the advertised port.
-        let _media = self.media_udp;
+        let events = self
+            .media_events
+            .take()
+            .map(|rx| tokio::spawn(crate::media::apply_events(self.app.clone(), rx)));
         let result = axum::serve(self.http, router(self.app.clone()))
             .with_graceful_shutdown(shutdown)
             .await;
         sweeper.abort();
+        if let Some(events) = events {
+            events.abort();
+        }
         result
+    }
+}
+
+/// The address put in ICE host candidates: the media socket's, or when it listens on all
+/// interfaces, the public URL's host if that is an IP address (else loopback).
+fn media_candidate(media: SocketAddr, public_url: &str) -> SocketAddr {
+    if !media.ip().is_unspecified() {
+        return media;
+    }
+    let host = public_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(|authority| {
+            authority
+                .rsplit_once(':')
+                .map_or(authority, |(h, _)| h)
+                .trim_matches(|c| c == '[' || c == ']')
+        });
+    match host.and_then(|h| h.parse::<std::net::IpAddr>().ok()) {
+        Some(ip) => SocketAddr::new(ip, media.port()),
+        None => {
+            tracing::warn!(
+                "media listens on all interfaces and --public-url has no IP: advertising 127.0.0.1"
+            );
+            SocketAddr::new([127, 0, 0, 1].into(), media.port())
+        }
     }
 }
 
 /// The HTTP routes. Everything that is not a fixed path is the signed REST API.
 pub fn router(app: Arc<App>) -> Router {
-    let mut router = Router::new().route("/healthz", get(healthz)).route(
-        "/v1/client-events",
-        post(client_events::ingest).options(client_events::preflight),
-    );
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/v1/client-events",
+            post(client_events::ingest).options(client_events::preflight),
+        )
+        .route("/control/{meeting}", get(crate::media::signaling));
     if app.clock.is_adjustable() {
         router = router.route("/_carillon/test/clock", post(advance_clock));
     }
-    router.fallback(rest::handle).with_state(app)
+    router
+        .merge(crate::web::routes(&app.web_root))
+        .fallback(rest::handle)
+        .with_state(app)
 }
 
 async fn healthz() -> &'static str {
@@ -226,7 +274,7 @@ async fn advance_clock(
         .unwrap_or_default();
     // Apply the timers right away instead of waiting for the next sweep.
     let ((), pending) = app.mutate(|plane| plane.sweep(now));
-    if let Err(e) = pending.finish().await {
+    if let Err(e) = pending.finish(&app).await {
         tracing::error!(error = %e, "store failure during sweep");
     }
     axum::Json(serde_json::json!({ "now_ms": now }))
@@ -242,7 +290,7 @@ async fn sweep_loop(app: Arc<App>) {
         let due = app.plane().next_deadline().is_some_and(|d| d <= now);
         if due {
             let ((), pending) = app.mutate(|plane| plane.sweep(now));
-            if let Err(e) = pending.finish().await {
+            if let Err(e) = pending.finish(&app).await {
                 tracing::error!(error = %e, "store failure during sweep");
             }
         }

@@ -50,6 +50,9 @@ pub struct ServeArgs {
     /// Base URL clients use to reach this server (default: derived from --listen).
     #[arg(long, env = "CARILLON_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Directory of the demo page served at `/` (built by `npm --prefix web run build`).
+    #[arg(long, env = "CARILLON_WEB_ROOT")]
+    pub web_root: Option<PathBuf>,
     /// Account id used in ARNs.
     #[arg(long, env = "CARILLON_ACCOUNT_ID")]
     pub account_id: Option<String>,
@@ -119,6 +122,7 @@ pub struct Config {
     pub media_udp: SocketAddr,
     pub data_dir: PathBuf,
     pub public_url: Option<String>,
+    pub web_root: PathBuf,
     pub account_id: String,
     pub credentials: Vec<(String, String)>,
     /// True when no credentials were configured and the development pair is in use.
@@ -217,6 +221,10 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./carillon-data")),
             public_url: args.public_url.or(file.public_url),
+            web_root: args
+                .web_root
+                .or(file.web_root)
+                .unwrap_or_else(|| PathBuf::from("web/dist")),
             account_id: args
                 .account_id
                 .or(file.account_id)

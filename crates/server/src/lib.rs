@@ -5,7 +5,9 @@ pub mod app;
 pub mod client_events;
 pub mod clock;
 pub mod config;
+pub mod media;
 pub mod rest;
+pub mod web;
 
 pub use app::{App, Node, StartError, router};
 pub use config::{Cli, Command, Config, ServeArgs};

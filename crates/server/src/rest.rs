@@ -94,7 +94,7 @@ async fn serve(app: &App, request: Request) -> Result<(u16, Vec<u8>), ApiError> 
     };
     let now = app.clock.now_ms();
     let (result, pending) = app.mutate(|plane| execute(plane, command, &caller, now));
-    if let Err(e) = pending.finish().await {
+    if let Err(e) = pending.finish(app).await {
         tracing::error!(error = %e, "store commit failed");
         return Err(ApiError::unavailable(
             "The service could not persist the request; retry later",

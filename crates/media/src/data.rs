@@ -1,0 +1,158 @@
+//! Data messages: validation, the per-meeting throttle, and the buffer of messages with a
+//! lifetime that late joiners and reconnecting clients receive.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use carillon_signaling::proto::SdkDataMessagePayload;
+
+/// Limits the client library documents (and enforces on its side).
+pub const MAX_DATA_BYTES: usize = 2048;
+pub const MAX_TOPIC_LEN: usize = 36;
+/// Messages kept for replay, and for how long at most.
+pub const MAX_RETAINED: usize = 1024;
+pub const MAX_RETENTION: Duration = Duration::from_secs(300);
+
+/// Topic `^[a-zA-Z0-9_-]{1,36}$` and data ≤ 2048 bytes (the lifetime is unsigned on the wire).
+/// The sender's identity fields are ignored: the server stamps them.
+pub fn is_valid(message: &SdkDataMessagePayload) -> bool {
+    let topic_ok = message.topic.as_deref().is_some_and(|t| {
+        !t.is_empty()
+            && t.len() <= MAX_TOPIC_LEN
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    let data_ok = message
+        .data
+        .as_ref()
+        .is_none_or(|d| d.len() <= MAX_DATA_BYTES);
+    topic_ok && data_ok
+}
+
+/// Token bucket: `rate` messages per second with a burst of `burst`.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Throttle {
+    pub fn new(rate: f64, burst: u32, now: Instant) -> Self {
+        Throttle {
+            rate,
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            updated: now,
+        }
+    }
+
+    /// Takes a token; false when the meeting is over its message rate.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.updated = self.updated.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A stamped message kept for replay.
+#[derive(Debug, Clone)]
+struct Retained {
+    message: SdkDataMessagePayload,
+    expires: Instant,
+}
+
+/// Messages with a lifetime, newest last.
+#[derive(Debug, Default)]
+pub struct Retention {
+    messages: VecDeque<Retained>,
+}
+
+impl Retention {
+    /// Keeps a stamped message if it asked for a lifetime.
+    pub fn keep(&mut self, message: &SdkDataMessagePayload, now: Instant) {
+        let lifetime = match message.lifetime_ms {
+            Some(ms) if ms > 0 => Duration::from_millis(u64::from(ms)).min(MAX_RETENTION),
+            _ => return,
+        };
+        if self.messages.len() == MAX_RETAINED {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(Retained {
+            message: message.clone(),
+            expires: now + lifetime,
+        });
+    }
+
+    /// Unexpired messages not sent by `receiver` (messages are never echoed to their sender).
+    pub fn replay(&mut self, receiver: &str, now: Instant) -> Vec<SdkDataMessagePayload> {
+        self.messages.retain(|m| m.expires > now);
+        self.messages
+            .iter()
+            .filter(|m| m.message.sender_attendee_id.as_deref() != Some(receiver))
+            .map(|m| m.message.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(topic: &str, len: usize, lifetime: Option<u32>) -> SdkDataMessagePayload {
+        SdkDataMessagePayload {
+            topic: Some(topic.into()),
+            data: Some(vec![0; len]),
+            lifetime_ms: lifetime,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validation() {
+        assert!(is_valid(&msg("chat", 10, None)));
+        assert!(is_valid(&msg("a-b_C9", MAX_DATA_BYTES, Some(0))));
+        assert!(!is_valid(&msg("", 1, None)));
+        assert!(!is_valid(&msg("bad topic", 1, None)));
+        assert!(!is_valid(&msg(&"t".repeat(37), 1, None)));
+        assert!(!is_valid(&msg("chat", MAX_DATA_BYTES + 1, None)));
+    }
+
+    #[test]
+    fn throttle_bursts_then_refills() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(100.0, 200, t0);
+        assert_eq!((0..300).filter(|_| t.allow(t0)).count(), 200);
+        assert_eq!(
+            (0..300)
+                .filter(|_| t.allow(t0 + Duration::from_millis(500)))
+                .count(),
+            50
+        );
+    }
+
+    #[test]
+    fn retention_expires_and_skips_the_sender() {
+        let t0 = Instant::now();
+        let mut r = Retention::default();
+        let mut a = msg("chat", 1, Some(1000));
+        a.sender_attendee_id = Some("alice".into());
+        r.keep(&a, t0);
+        r.keep(&msg("chat", 1, None), t0);
+        assert_eq!(r.replay("bob", t0).len(), 1);
+        assert_eq!(r.replay("alice", t0).len(), 0);
+        assert_eq!(r.replay("bob", t0 + Duration::from_secs(2)).len(), 0);
+        let mut long = msg("chat", 1, Some(3_600_000));
+        long.sender_attendee_id = Some("x".into());
+        r.keep(&long, t0);
+        assert_eq!(r.replay("bob", t0 + Duration::from_secs(299)).len(), 1);
+        assert_eq!(r.replay("bob", t0 + Duration::from_secs(301)).len(), 0);
+    }
+}

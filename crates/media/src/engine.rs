@@ -1,0 +1,1521 @@
+//! The media engine: every live meeting of this node, every signaling session, every WebRTC
+//! peer. Sans-IO: the adapter feeds it WebSocket frames, UDP datagrams, control-plane notices
+//! and timeouts, and drains [`Output`]s (datagrams to send, frames to write, sockets to close,
+//! events to report). One engine runs on one thread and owns everything it touches, so there
+//! are no locks in the media path.
+//!
+//! Contract: after any `handle_*` call, drain [`Engine::poll_output`] until it returns `None`,
+//! then wait until [`Engine::poll_timeout`] (or new input) and call [`Engine::handle_timeout`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use carillon_control::{AttendeeId, Capabilities, MediaCapability, MeetingId};
+use carillon_mixer::MixerConfig;
+use carillon_signaling::proto::sdk_signal_frame::Type as FrameType;
+use carillon_signaling::proto::{
+    SdkAudioAttendeeState, SdkAudioStreamIdInfo, SdkDataMessagePayload, SdkJoinAckFrame,
+    SdkJoinFrame, SdkPingPongType, SdkSignalFrame, SdkStreamAllocation, SdkStreamMediaType,
+    SdkStreamServiceType, SdkSubscribeAckFrame, SdkSubscribeFrame, SdkTrackMapping,
+};
+use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
+use str0m::format::Codec;
+use str0m::media::{Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
+
+use crate::data;
+use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence};
+use crate::sdp::{self, Direction, OfferLayout};
+use crate::session::{Participant, Peer, Session, SessionId};
+
+/// Node-wide media settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The UDP address advertised as the ICE host candidate (the media socket).
+    pub candidate: SocketAddr,
+    /// Published camera videos per meeting (Chime's default quota: 25).
+    pub max_video_publishers: usize,
+    /// Content shares per meeting (2).
+    pub max_content_shares: usize,
+    /// Remote videos a client may subscribe to (JOIN_ACK.video_subscription_limit).
+    pub video_subscription_limit: u32,
+    pub mixer: MixerConfig,
+    /// How long a dropped connection keeps its place in the roster for a reconnect.
+    pub reconnect_grace: Duration,
+    /// AUDIO_METADATA cadence.
+    pub metadata_interval: Duration,
+    /// Data messages per second and burst, per meeting.
+    pub data_rate: (f64, u32),
+}
+
+impl EngineConfig {
+    pub fn new(candidate: SocketAddr) -> Self {
+        EngineConfig {
+            candidate,
+            max_video_publishers: 25,
+            max_content_shares: 2,
+            video_subscription_limit: 25,
+            mixer: MixerConfig::default(),
+            reconnect_grace: Duration::from_secs(10),
+            metadata_interval: Duration::from_millis(250),
+            data_rate: (100.0, 200),
+        }
+    }
+}
+
+/// What happened, in Chime's event vocabulary (`chime:Attendee…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaEventKind {
+    AttendeeJoined,
+    AttendeeLeft,
+    AttendeeDropped,
+    AttendeeVideoStarted,
+    AttendeeVideoStopped,
+    AttendeeContentJoined,
+    AttendeeContentLeft,
+    AttendeeContentDropped,
+    AttendeeContentVideoStarted,
+    AttendeeContentVideoStopped,
+}
+
+/// An event for the control plane (connection counting) and event delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaEvent {
+    pub kind: MediaEventKind,
+    pub meeting: MeetingId,
+    pub attendee: AttendeeId,
+    pub external_user_id: String,
+}
+
+/// Engine output, in the order it must be acted on.
+#[derive(Debug)]
+pub enum Output {
+    Transmit {
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: Vec<u8>,
+    },
+    /// A signaling frame for a session's WebSocket.
+    Frame {
+        session: SessionId,
+        frame: Box<SdkSignalFrame>,
+    },
+    /// Close a session's WebSocket (after the frames queued before this).
+    Close {
+        session: SessionId,
+        code: u16,
+    },
+    Event(MediaEvent),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    Left,
+    Dropped,
+}
+
+/// Minimum spacing of keyframe requests to one publisher.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+/// One mixed audio frame.
+const FRAME: Duration = Duration::from_millis(20);
+
+/// The media engine. See the module docs for the driving contract.
+pub struct Engine {
+    config: EngineConfig,
+    base: Instant,
+    base_epoch_ms: u64,
+    cert: DtlsCert,
+    sessions: HashMap<SessionId, Session>,
+    meetings: HashMap<MeetingId, Meeting>,
+    by_addr: HashMap<SocketAddr, SessionId>,
+    timers: BinaryHeap<Reverse<(Instant, SessionId)>>,
+    outputs: VecDeque<Output>,
+    rtc_events: VecDeque<(SessionId, Event)>,
+    dirty: Vec<SessionId>,
+    keyframe_requested: HashMap<SessionId, Instant>,
+}
+
+impl Engine {
+    /// `epoch_ms` is the wall-clock time at `now` (data messages carry wall-clock stamps).
+    pub fn new(config: EngineConfig, now: Instant, epoch_ms: u64) -> Engine {
+        let provider = str0m::crypto::from_feature_flags();
+        let cert = provider
+            .dtls_provider
+            .generate_certificate()
+            .expect("the crypto provider can generate a DTLS certificate");
+        Engine {
+            config,
+            base: now,
+            base_epoch_ms: epoch_ms,
+            cert,
+            sessions: HashMap::new(),
+            meetings: HashMap::new(),
+            by_addr: HashMap::new(),
+            timers: BinaryHeap::new(),
+            outputs: VecDeque::new(),
+            rtc_events: VecDeque::new(),
+            dirty: Vec::new(),
+            keyframe_requested: HashMap::new(),
+        }
+    }
+
+    /// The next output to act on.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When `handle_timeout` must be called at the latest.
+    pub fn poll_timeout(&self) -> Instant {
+        // Stale heap entries only make us wake early; handle_timeout discards them.
+        let mut next = self.timers.peek().map_or(
+            self.base + Duration::from_secs(86_400 * 365),
+            |Reverse((t, _))| *t,
+        );
+        for meeting in self.meetings.values() {
+            if !meeting.sessions.is_empty() {
+                next = next.min(meeting.next_mix).min(meeting.next_metadata);
+            }
+            for p in meeting.roster.values() {
+                if let Some(t) = p.grace_until {
+                    next = next.min(t);
+                }
+            }
+        }
+        next
+    }
+
+    /// Number of live sessions (for metrics and tests).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn epoch_ms(&self, now: Instant) -> u64 {
+        self.base_epoch_ms + now.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    // ----- sessions -----
+
+    /// A WebSocket was accepted for an authenticated participant.
+    pub fn open_session(&mut self, _now: Instant, session: SessionId, participant: Participant) {
+        self.sessions.insert(session, Session::new(participant));
+    }
+
+    /// The WebSocket of a session is gone (closed by the client or the network).
+    pub fn close_session(&mut self, now: Instant, sid: SessionId) {
+        self.clear_peer(sid);
+        let Some(session) = self.sessions.remove(&sid) else {
+            return;
+        };
+        let key = session.participant.key;
+        let meeting_id = session.participant.meeting;
+        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+            return;
+        };
+        meeting.sessions.remove(&sid);
+        let ours = meeting
+            .roster
+            .get(&key)
+            .is_some_and(|p| p.session == Some(sid));
+        if ours && !session.left {
+            // Unexpected: keep the roster place for a reconnect with the same audio session.
+            if let Some(p) = meeting.roster.get_mut(&key) {
+                p.session = None;
+                p.grace_until = Some(now + self.config.reconnect_grace);
+            }
+            self.stop_publishing(meeting_id, key, now);
+        }
+        self.settle(now);
+    }
+
+    /// One frame received on a session's WebSocket.
+    pub fn handle_frame(&mut self, now: Instant, sid: SessionId, frame: SdkSignalFrame) {
+        if !self.sessions.contains_key(&sid) {
+            return;
+        }
+        match frame.frame_type() {
+            Some(FrameType::Join) => {
+                if let Some(join) = frame.join {
+                    self.on_join(now, sid, join);
+                }
+            }
+            Some(FrameType::Subscribe) => {
+                if let Some(sub) = frame.sub {
+                    self.on_subscribe(now, sid, sub);
+                }
+            }
+            Some(FrameType::PingPong) => {
+                if let Some(ping) = frame.ping_pong
+                    && ping.r#type() == SdkPingPongType::Ping
+                {
+                    let ts = self.epoch_ms(now);
+                    self.send(sid, SdkSignalFrame::pong(ts, ping.ping_id));
+                }
+            }
+            Some(FrameType::AudioControl) => {
+                if let Some(control) = frame.audio_control {
+                    self.on_mute(sid, control.muted.unwrap_or(false), now);
+                }
+            }
+            Some(FrameType::Leave) => self.on_leave(now, sid),
+            Some(FrameType::DataMessage) => {
+                if let Some(data) = frame.data_message {
+                    self.on_data(now, sid, data.messages);
+                }
+            }
+            Some(FrameType::RemoteVideoUpdate) => {
+                if let Some(update) = frame.remote_video_update {
+                    self.on_remote_video_update(now, sid, update);
+                }
+            }
+            Some(FrameType::Pause) | Some(FrameType::Resume) => {
+                let resume = frame.frame_type() == Some(FrameType::Resume);
+                if let Some(p) = frame.pause {
+                    self.on_pause(now, sid, &p.stream_ids, resume);
+                }
+            }
+            Some(FrameType::PrimaryMeetingJoin) => {
+                // Promotion exists only on replica connections, which this node does not serve
+                // yet: "not in a replica" is answered with 403, as the protocol prescribes.
+                let ts = self.epoch_ms(now);
+                self.send(sid, SdkSignalFrame::primary_meeting_join_ack(ts, Some(403)));
+            }
+            // Telemetry and frames the server does not act on.
+            _ => {}
+        }
+        self.settle(now);
+    }
+
+    // ----- control plane notices -----
+
+    /// DeleteAttendee: the attendee's connections get AUDIO_STATUS 411 and are closed.
+    pub fn attendee_deleted(&mut self, now: Instant, meeting_id: MeetingId, attendee: AttendeeId) {
+        let doomed: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.participant.meeting == meeting_id && s.participant.key.attendee == attendee
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for sid in doomed {
+            self.end_session(now, sid, 411);
+        }
+        // A participant waiting for a reconnect is gone too.
+        let waiting: Vec<ParticipantKey> = self
+            .meetings
+            .get(&meeting_id)
+            .map(|m| {
+                m.roster
+                    .iter()
+                    .filter(|(k, p)| k.attendee == attendee && p.session.is_none())
+                    .map(|(k, _)| *k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in waiting {
+            self.depart(now, meeting_id, key, Departure::Left);
+        }
+        self.settle(now);
+    }
+
+    /// DeleteMeeting or an automatic end: everyone gets AUDIO_STATUS 410 and is closed.
+    pub fn meeting_ended(&mut self, now: Instant, meeting_id: MeetingId) {
+        let doomed: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.participant.meeting == meeting_id)
+            .map(|(id, _)| *id)
+            .collect();
+        if let Some(meeting) = self.meetings.get(&meeting_id) {
+            for (key, p) in &meeting.roster {
+                let kind = if key.content {
+                    MediaEventKind::AttendeeContentLeft
+                } else {
+                    MediaEventKind::AttendeeLeft
+                };
+                self.outputs.push_back(Output::Event(MediaEvent {
+                    kind,
+                    meeting: meeting_id,
+                    attendee: key.attendee,
+                    external_user_id: p.external_user_id.clone(),
+                }));
+            }
+        }
+        for sid in doomed {
+            let ts = self.epoch_ms(now);
+            let joined = self.sessions.get(&sid).is_some_and(|s| s.joined);
+            self.clear_peer(sid);
+            self.sessions.remove(&sid);
+            if joined {
+                self.send(sid, SdkSignalFrame::audio_status(ts, 410));
+                self.outputs.push_back(Output::Close {
+                    session: sid,
+                    code: 1000,
+                });
+            } else {
+                // Before JOIN_ACK the client reads the close code: 4410 is MeetingEnded.
+                self.outputs.push_back(Output::Close {
+                    session: sid,
+                    code: 4410,
+                });
+            }
+        }
+        self.meetings.remove(&meeting_id);
+        self.settle(now);
+    }
+
+    /// UpdateAttendeeCapabilities / BatchUpdateAttendeeCapabilitiesExcept, applied live.
+    pub fn capabilities_changed(
+        &mut self,
+        now: Instant,
+        meeting_id: MeetingId,
+        attendee: AttendeeId,
+        capabilities: Capabilities,
+    ) {
+        let affected: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.participant.meeting == meeting_id && s.participant.key.attendee == attendee
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for sid in affected {
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            session.participant.capabilities = capabilities;
+            let key = session.participant.key;
+            let may_send_video = session.may_send_video();
+            let joined = session.joined;
+            if let Some(meeting) = self.meetings.get_mut(&meeting_id)
+                && let Some(stream) = meeting.stream_id_of(&key)
+            {
+                if capabilities.audio.sends() {
+                    meeting.mixer.add_source(stream);
+                } else {
+                    meeting.mixer.remove_source(stream);
+                }
+            }
+            if !may_send_video {
+                self.stop_publishing(meeting_id, key, now);
+            }
+            if joined {
+                self.send_index(sid, now);
+            }
+        }
+        self.settle(now);
+    }
+
+    // ----- network -----
+
+    /// One UDP datagram received on the media socket.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) {
+        let Ok(contents) = contents.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let known = self.by_addr.get(&source).copied().filter(|sid| {
+            self.sessions
+                .get(sid)
+                .and_then(|s| s.peer.as_ref())
+                .is_some_and(|p| p.rtc.accepts(&input))
+        });
+        let target = known.or_else(|| {
+            // A new address: only STUN from a client whose ICE credentials we issued matches.
+            self.sessions
+                .iter()
+                .find(|(_, s)| s.peer.as_ref().is_some_and(|p| p.rtc.accepts(&input)))
+                .map(|(sid, _)| *sid)
+        });
+        let Some(sid) = target else {
+            return;
+        };
+        self.by_addr.insert(source, sid);
+        if let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut())
+            && let Err(e) = peer.rtc.handle_input(input)
+        {
+            tracing::debug!(session = sid, error = %e, "peer rejected input");
+        }
+        self.dirty.push(sid);
+        self.settle(now);
+    }
+
+    /// Drives every timer that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((t, sid))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) else {
+                continue;
+            };
+            if peer.scheduled == Some(t) {
+                peer.scheduled = None;
+            }
+            if peer.next_timeout <= now {
+                if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(session = sid, error = %e, "peer timeout failed");
+                }
+                self.dirty.push(sid);
+            } else if peer.scheduled.is_none() {
+                peer.scheduled = Some(peer.next_timeout);
+                self.timers.push(Reverse((peer.next_timeout, sid)));
+            }
+        }
+        let meetings: Vec<MeetingId> = self.meetings.keys().copied().collect();
+        for id in meetings {
+            self.meeting_timers(now, id);
+        }
+        self.settle(now);
+    }
+
+    // ----- internals: signaling -----
+
+    fn send(&mut self, session: SessionId, frame: SdkSignalFrame) {
+        self.outputs.push_back(Output::Frame {
+            session,
+            frame: Box::new(frame),
+        });
+    }
+
+    fn event(
+        &mut self,
+        kind: MediaEventKind,
+        meeting: MeetingId,
+        key: ParticipantKey,
+        external: &str,
+    ) {
+        let kind = match (key.content, kind) {
+            (true, MediaEventKind::AttendeeJoined) => MediaEventKind::AttendeeContentJoined,
+            (true, MediaEventKind::AttendeeLeft) => MediaEventKind::AttendeeContentLeft,
+            (true, MediaEventKind::AttendeeDropped) => MediaEventKind::AttendeeContentDropped,
+            (true, MediaEventKind::AttendeeVideoStarted) => {
+                MediaEventKind::AttendeeContentVideoStarted
+            }
+            (true, MediaEventKind::AttendeeVideoStopped) => {
+                MediaEventKind::AttendeeContentVideoStopped
+            }
+            (_, kind) => kind,
+        };
+        self.outputs.push_back(Output::Event(MediaEvent {
+            kind,
+            meeting,
+            attendee: key.attendee,
+            external_user_id: external.to_owned(),
+        }));
+    }
+
+    /// Sends a roster delta to every joined session of a meeting (optionally except one).
+    fn broadcast_roster(
+        &mut self,
+        meeting_id: MeetingId,
+        entries: Vec<SdkAudioStreamIdInfo>,
+        except: Option<SessionId>,
+        now: Instant,
+    ) {
+        let ts = self.epoch_ms(now);
+        let targets = self.joined_sessions(meeting_id);
+        for sid in targets {
+            if Some(sid) != except {
+                self.send(
+                    sid,
+                    SdkSignalFrame::audio_stream_id_info(ts, entries.clone()),
+                );
+            }
+        }
+    }
+
+    fn joined_sessions(&self, meeting_id: MeetingId) -> Vec<SessionId> {
+        let Some(meeting) = self.meetings.get(&meeting_id) else {
+            return Vec::new();
+        };
+        let mut out: Vec<SessionId> = meeting
+            .sessions
+            .iter()
+            .copied()
+            .filter(|sid| self.sessions.get(sid).is_some_and(|s| s.joined))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    fn send_index(&mut self, sid: SessionId, now: Instant) {
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
+        let Some(meeting) = self.meetings.get(&session.participant.meeting) else {
+            return;
+        };
+        let index = meeting.index_for(&session.participant.key, session.may_send_video());
+        let ts = self.epoch_ms(now);
+        self.send(sid, SdkSignalFrame::index(ts, index));
+    }
+
+    fn broadcast_index(&mut self, meeting_id: MeetingId, now: Instant) {
+        for sid in self.joined_sessions(meeting_id) {
+            self.send_index(sid, now);
+        }
+    }
+
+    fn on_join(&mut self, now: Instant, sid: SessionId, join: SdkJoinFrame) {
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
+        if session.joined {
+            return;
+        }
+        let participant = session.participant.clone();
+        let key = participant.key;
+        let meeting_id = participant.meeting;
+        let limits = MeetingLimits {
+            max_video_publishers: self.config.max_video_publishers,
+            max_content_shares: self.config.max_content_shares,
+        };
+        let meeting = self.meetings.entry(meeting_id).or_insert_with(|| {
+            Meeting::new(
+                meeting_id,
+                limits,
+                self.config.mixer.clone(),
+                self.config.data_rate,
+                now,
+            )
+        });
+        meeting.sessions.insert(sid);
+        let audio_session_id = join.audio_session_id;
+        let mut superseded = None;
+        let announce = match meeting.roster.get_mut(&key) {
+            Some(presence) => {
+                let previous = presence.session.replace(sid);
+                let same_device = presence.audio_session_id.is_some()
+                    && presence.audio_session_id == audio_session_id;
+                if let Some(old) = previous.filter(|old| *old != sid) {
+                    superseded = Some((old, same_device));
+                }
+                presence.grace_until = None;
+                presence.audio_session_id = audio_session_id;
+                None
+            }
+            None => {
+                let stream = meeting.allocate_audio_stream_id();
+                meeting.roster.insert(
+                    key,
+                    Presence {
+                        audio_stream_id: stream,
+                        external_user_id: participant.external_user_id.clone(),
+                        muted: false,
+                        session: Some(sid),
+                        audio_session_id,
+                        grace_until: None,
+                    },
+                );
+                Some(stream)
+            }
+        };
+        let stream = meeting.stream_id_of(&key).expect("just inserted");
+        if participant.capabilities.audio.sends() {
+            meeting.mixer.add_source(stream);
+        }
+        if let Some((old, same_device)) = superseded {
+            // The same attendee on another connection: a reconnect of the same audio session
+            // replaces it silently; another device makes the old one stop (301).
+            meeting.sessions.remove(&old);
+            self.clear_peer(old);
+            self.sessions.remove(&old);
+            if !same_device {
+                let ts = self.epoch_ms(now);
+                self.send(old, SdkSignalFrame::audio_status(ts, 301));
+            }
+            self.outputs.push_back(Output::Close {
+                session: old,
+                code: 1000,
+            });
+            self.stop_publishing(meeting_id, key, now);
+        }
+        if let Some(stream) = announce {
+            self.broadcast_roster(
+                meeting_id,
+                vec![SdkAudioStreamIdInfo::present(
+                    stream,
+                    key.wire_id(),
+                    participant.external_user_id.clone(),
+                    false,
+                )],
+                Some(sid),
+                now,
+            );
+            self.event(
+                MediaEventKind::AttendeeJoined,
+                meeting_id,
+                key,
+                &participant.external_user_id,
+            );
+        }
+
+        let ts = self.epoch_ms(now);
+        self.send(
+            sid,
+            SdkSignalFrame::join_ack(
+                ts,
+                SdkJoinAckFrame {
+                    video_subscription_limit: Some(self.config.video_subscription_limit),
+                    wants_compressed_sdp: Some(false),
+                    ..Default::default()
+                },
+            ),
+        );
+        if let Some(session) = self.sessions.get_mut(&sid) {
+            session.joined = true;
+        }
+        self.send_index(sid, now);
+        let meeting = self.meetings.get_mut(&meeting_id).expect("created above");
+        let snapshot = meeting.roster_snapshot();
+        let replay = meeting.retention.replay(&key.wire_id(), now);
+        self.send(sid, SdkSignalFrame::audio_stream_id_info(ts, snapshot));
+        if !replay.is_empty() {
+            self.send(sid, SdkSignalFrame::data_message(ts, replay));
+        }
+    }
+
+    fn on_leave(&mut self, now: Instant, sid: SessionId) {
+        let ts = self.epoch_ms(now);
+        self.send(sid, SdkSignalFrame::leave_ack(ts));
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if session.left || !session.joined {
+            return;
+        }
+        session.left = true;
+        let key = session.participant.key;
+        let meeting_id = session.participant.meeting;
+        let ours = self
+            .meetings
+            .get(&meeting_id)
+            .and_then(|m| m.roster.get(&key))
+            .is_some_and(|p| p.session == Some(sid));
+        // The entry stays (without a peer) until the adapter reports the socket closed.
+        self.clear_peer(sid);
+        if let Some(m) = self.meetings.get_mut(&meeting_id) {
+            m.sessions.remove(&sid);
+        }
+        if ours {
+            self.depart(now, meeting_id, key, Departure::Left);
+        }
+    }
+
+    /// Ends a session from the server side with an AUDIO_STATUS code.
+    fn end_session(&mut self, now: Instant, sid: SessionId, status: u32) {
+        self.clear_peer(sid);
+        let Some(session) = self.sessions.remove(&sid) else {
+            return;
+        };
+        let key = session.participant.key;
+        let meeting_id = session.participant.meeting;
+        let ts = self.epoch_ms(now);
+        if session.joined {
+            self.send(sid, SdkSignalFrame::audio_status(ts, status));
+            self.outputs.push_back(Output::Close {
+                session: sid,
+                code: 1000,
+            });
+        } else {
+            self.outputs.push_back(Output::Close {
+                session: sid,
+                code: 4000 + status as u16,
+            });
+        }
+        let ours = match self.meetings.get_mut(&meeting_id) {
+            Some(m) => {
+                m.sessions.remove(&sid);
+                m.roster.get(&key).is_some_and(|p| p.session == Some(sid))
+            }
+            None => false,
+        };
+        if ours && !session.left {
+            self.depart(now, meeting_id, key, Departure::Left);
+        }
+    }
+
+    /// Removes a participant from the roster and tells everyone.
+    fn depart(&mut self, now: Instant, meeting_id: MeetingId, key: ParticipantKey, how: Departure) {
+        self.stop_publishing(meeting_id, key, now);
+        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+            return;
+        };
+        let Some(presence) = meeting.roster.remove(&key) else {
+            return;
+        };
+        meeting.mixer.remove_source(presence.audio_stream_id);
+        // Neither attendee id nor muted means "gone"; `dropped` only when it was not a leave.
+        let entry = SdkAudioStreamIdInfo {
+            audio_stream_id: Some(presence.audio_stream_id),
+            dropped: (how == Departure::Dropped).then_some(true),
+            ..Default::default()
+        };
+        self.broadcast_roster(meeting_id, vec![entry], None, now);
+        let kind = match how {
+            Departure::Left => MediaEventKind::AttendeeLeft,
+            Departure::Dropped => MediaEventKind::AttendeeDropped,
+        };
+        self.event(kind, meeting_id, key, &presence.external_user_id);
+        let empty = self
+            .meetings
+            .get(&meeting_id)
+            .is_some_and(|m| m.roster.is_empty() && m.sessions.is_empty());
+        if empty {
+            self.meetings.remove(&meeting_id);
+        }
+    }
+
+    fn on_mute(&mut self, sid: SessionId, muted: bool, now: Instant) {
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
+        let key = session.participant.key;
+        let meeting_id = session.participant.meeting;
+        let Some(presence) = self
+            .meetings
+            .get_mut(&meeting_id)
+            .and_then(|m| m.roster.get_mut(&key))
+            .filter(|p| p.session == Some(sid))
+        else {
+            return;
+        };
+        presence.muted = muted;
+        let stream = presence.audio_stream_id;
+        self.broadcast_roster(
+            meeting_id,
+            vec![SdkAudioStreamIdInfo::mute_change(stream, muted)],
+            None,
+            now,
+        );
+    }
+
+    fn on_data(&mut self, now: Instant, sid: SessionId, messages: Vec<SdkDataMessagePayload>) {
+        let Some(session) = self.sessions.get(&sid).filter(|s| s.joined) else {
+            return;
+        };
+        let sender = session.participant.key.wire_id();
+        let sender_external = session.participant.external_user_id.clone();
+        let meeting_id = session.participant.meeting;
+        let ingest_ns =
+            i64::try_from(u128::from(self.epoch_ms(now)) * 1_000_000).unwrap_or(i64::MAX);
+        let mut accepted = Vec::new();
+        let mut throttled = Vec::new();
+        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+            return;
+        };
+        for mut message in messages.into_iter().filter(data::is_valid) {
+            message.sender_attendee_id = Some(sender.clone());
+            message.sender_external_user_id = Some(sender_external.clone());
+            if meeting.throttle.allow(now) {
+                message.ingest_time_ns = Some(ingest_ns);
+                meeting.retention.keep(&message, now);
+                accepted.push(message);
+            } else {
+                // ingest_time_ns = 0 is how the client learns a message was throttled.
+                message.ingest_time_ns = Some(0);
+                throttled.push(message);
+            }
+        }
+        let ts = self.epoch_ms(now);
+        if !throttled.is_empty() {
+            self.send(sid, SdkSignalFrame::data_message(ts, throttled));
+        }
+        if !accepted.is_empty() {
+            for target in self.joined_sessions(meeting_id) {
+                if target != sid {
+                    self.send(target, SdkSignalFrame::data_message(ts, accepted.clone()));
+                }
+            }
+        }
+    }
+
+    fn on_remote_video_update(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        update: carillon_signaling::proto::SdkRemoteVideoUpdateFrame,
+    ) {
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
+        let meeting_id = session.participant.meeting;
+        let mut newly = Vec::new();
+        let Some(meeting) = self.meetings.get(&meeting_id) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let receiver_key = session.participant.key;
+        let allowed: Vec<(String, u32)> = update
+            .added_or_updated_video_subscriptions
+            .iter()
+            .filter_map(|c| {
+                let stream = c.stream_id.unwrap_or(0);
+                let source = meeting.source(stream)?;
+                let ok =
+                    source.key != receiver_key && session.may_receive_video(source.key.content);
+                ok.then(|| (c.mid.clone(), stream))
+            })
+            .collect();
+        let Some(peer) = session.peer.as_mut() else {
+            return;
+        };
+        for (mid, stream) in allowed {
+            let mid = Mid::from(mid.as_str());
+            if let Some(slot) = peer.video_out.iter_mut().find(|(m, _)| *m == mid)
+                && slot.1 != stream
+            {
+                slot.1 = stream;
+                newly.push(stream);
+            }
+        }
+        for mid in &update.removed_video_subscription_mids {
+            let mid = Mid::from(mid.as_str());
+            if let Some(slot) = peer.video_out.iter_mut().find(|(m, _)| *m == mid) {
+                slot.1 = 0;
+            }
+        }
+        for stream in newly {
+            self.request_keyframe(meeting_id, stream, now, true);
+        }
+    }
+
+    fn on_pause(&mut self, now: Instant, sid: SessionId, streams: &[u32], resume: bool) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let meeting_id = session.participant.meeting;
+        for stream in streams {
+            if resume {
+                session.paused.remove(stream);
+            } else {
+                session.paused.insert(*stream);
+            }
+        }
+        if resume {
+            for stream in streams {
+                self.request_keyframe(meeting_id, *stream, now, true);
+            }
+        }
+    }
+
+    // ----- internals: media -----
+
+    fn new_rtc(&self, now: Instant) -> Rtc {
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_dtls_cert(self.cert.clone())
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            // Our mixer has its own jitter buffer: deliver audio as it arrives.
+            .set_reordering_size_audio(0)
+            .build(now);
+        if let Ok(candidate) = Candidate::host(self.config.candidate, "udp") {
+            rtc.add_local_candidate(candidate);
+        }
+        rtc
+    }
+
+    /// Forgets a session's peer (and the addresses that routed to it).
+    fn clear_peer(&mut self, sid: SessionId) {
+        if let Some(session) = self.sessions.get_mut(&sid)
+            && session.peer.take().is_some()
+        {
+            self.by_addr.retain(|_, s| *s != sid);
+        }
+    }
+
+    fn on_subscribe(&mut self, now: Instant, sid: SessionId, sub: SdkSubscribeFrame) {
+        let ts = self.epoch_ms(now);
+        let reject = |engine: &mut Engine, description: &str| {
+            tracing::debug!(session = sid, reason = description, "SUBSCRIBE rejected");
+            let frame = SdkSignalFrame::subscribe_ack(ts, SdkSubscribeAckFrame::default())
+                .with_error(400, Some(description.to_owned()));
+            engine.send(sid, frame);
+        };
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
+        if !session.joined {
+            return reject(self, "SUBSCRIBE before JOIN");
+        }
+        let Some(offer_text) = sub.sdp_offer.clone().filter(|s| !s.is_empty()) else {
+            return reject(
+                self,
+                "SUBSCRIBE without sdp_offer (compressed SDP is not supported)",
+            );
+        };
+        let layout = match OfferLayout::parse(&offer_text) {
+            Ok(layout) => layout,
+            Err(e) => return reject(self, &e.to_string()),
+        };
+        let Ok(offer) = SdpOffer::from_sdp_string(&offer_text) else {
+            return reject(self, "the SDP offer could not be parsed");
+        };
+        let reuse = session
+            .peer
+            .as_ref()
+            .is_some_and(|p| p.remote_ufrag == layout.ice_ufrag);
+        if !reuse {
+            self.clear_peer(sid);
+            let rtc = self.new_rtc(now);
+            let session = self.sessions.get_mut(&sid).expect("checked above");
+            session.peer = Some(Peer {
+                rtc,
+                remote_ufrag: layout.ice_ufrag.clone(),
+                audio_mid: None,
+                opus_pt: None,
+                camera_mid: None,
+                video_out: Vec::new(),
+                next_timeout: now,
+                scheduled: None,
+                audio_rtp: 0,
+            });
+        }
+        let session = self.sessions.get_mut(&sid).expect("checked above");
+        let peer = session.peer.as_mut().expect("created above");
+        let answer = match peer.rtc.sdp_api().accept_offer(offer) {
+            Ok(answer) => answer,
+            Err(e) => {
+                let message = format!("the SDP offer was not accepted: {e}");
+                return reject(self, &message);
+            }
+        };
+        peer.audio_mid = layout.audio().map(|s| Mid::from(s.mid.as_str()));
+        peer.camera_mid = layout.camera().map(|s| Mid::from(s.mid.as_str()));
+        peer.opus_pt = peer.audio_mid.and_then(|mid| {
+            peer.rtc.writer(mid).and_then(|w| {
+                w.payload_params()
+                    .find(|p| p.spec().codec == Codec::Opus)
+                    .map(|p| p.pt())
+            })
+        });
+
+        let key = session.participant.key;
+        let meeting_id = session.participant.meeting;
+        let external = session.participant.external_user_id.clone();
+        let may_send_video = session.may_send_video();
+        let duplex = sub.duplex.unwrap_or(SdkStreamServiceType::Rx as i32);
+        let video_streams: Vec<_> = sub
+            .send_streams
+            .iter()
+            .filter(|d| d.media_type == Some(SdkStreamMediaType::Video as i32))
+            .collect();
+        let camera_sending = layout.camera().is_some_and(|c| {
+            !c.stopped && matches!(c.direction, Direction::SendRecv | Direction::SendOnly)
+        });
+        let wants_publish = duplex != SdkStreamServiceType::Rx as i32
+            && !video_streams.is_empty()
+            && camera_sending;
+
+        let meeting = self
+            .meetings
+            .get_mut(&meeting_id)
+            .expect("a joined session has a meeting");
+        let mut allocations = Vec::new();
+        let mut refused = false;
+        let mut index_changed = false;
+        let mut started = false;
+        if wants_publish && may_send_video && meeting.has_room_for(&key) {
+            let first = video_streams[0];
+            let was = meeting.sources.iter().any(|s| s.key == key);
+            let (stream, group, changed) = meeting.publish(
+                key,
+                &external,
+                sid,
+                &layout.camera().expect("camera_sending").mid,
+                first.max_bitrate_kbps.unwrap_or(1400),
+                first.framerate.unwrap_or(15),
+            );
+            index_changed |= changed;
+            started = !was;
+            allocations = video_streams
+                .iter()
+                .map(|d| SdkStreamAllocation {
+                    track_label: d.track_label.clone(),
+                    stream_id: Some(stream),
+                    group_id: Some(group),
+                })
+                .collect();
+        } else {
+            refused = wants_publish;
+        }
+
+        // Which remote stream each of the client's receiving video m-lines gets.
+        let video_sections: Vec<&sdp::Section> = layout.video_sections().collect();
+        let mut ids = sub.receive_stream_ids.clone();
+        if ids.len() == video_sections.len() + 1 && ids.first() == Some(&0) {
+            // The C++ SDK prepends a 0 for the audio m-line.
+            ids.remove(0);
+        }
+        let session = self.sessions.get_mut(&sid).expect("checked above");
+        let peer = session.peer.as_ref().expect("created above");
+        let mut video_out = Vec::new();
+        let mut newly = Vec::new();
+        let mut receive_mids = Vec::new();
+        for (i, section) in video_sections.iter().enumerate() {
+            if section.stopped || section.direction != Direction::RecvOnly {
+                continue;
+            }
+            receive_mids.push(section.mid.clone());
+            let mid = Mid::from(section.mid.as_str());
+            let wanted = ids.get(i).copied().unwrap_or(0);
+            let valid = meeting
+                .source(wanted)
+                .is_some_and(|s| s.key != key && session.may_receive_video(s.key.content));
+            let stream = if valid { wanted } else { 0 };
+            if stream != 0 && !peer.video_out.contains(&(mid, stream)) {
+                newly.push(stream);
+            }
+            video_out.push((mid, stream));
+        }
+        let sdp_answer = sdp::label_video_tracks(&answer.to_sdp_string(), &receive_mids);
+        let ssrcs = sdp::ssrcs_by_mid(&sdp_answer);
+        let tracks: Vec<SdkTrackMapping> = video_out
+            .iter()
+            .filter(|(_, stream)| *stream != 0)
+            .filter_map(|(mid, stream)| {
+                let ssrc = ssrcs.iter().find(|(m, _)| m == &mid.to_string())?.1;
+                Some(SdkTrackMapping {
+                    stream_id: Some(*stream),
+                    ssrc: Some(ssrc),
+                    track_label: Some(format!("v_{mid}")),
+                })
+            })
+            .collect();
+        session.peer.as_mut().expect("created above").video_out = video_out;
+
+        let mut frame = SdkSignalFrame::subscribe_ack(
+            ts,
+            SdkSubscribeAckFrame {
+                duplex: Some(duplex),
+                allocations,
+                sdp_answer: Some(sdp_answer),
+                tracks,
+                ..Default::default()
+            },
+        );
+        if refused {
+            // VideoCallSwitchToViewOnly: the client removes its local tile and keeps going.
+            frame = frame.with_error(206, Some("video publishing is not available".to_owned()));
+        }
+        self.send(sid, frame);
+        if !wants_publish || refused {
+            self.stop_publishing(meeting_id, key, now);
+        }
+        if started {
+            self.event(
+                MediaEventKind::AttendeeVideoStarted,
+                meeting_id,
+                key,
+                &external,
+            );
+        }
+        if index_changed {
+            self.broadcast_index(meeting_id, now);
+        } else if refused {
+            self.send_index(sid, now);
+        }
+        for stream in newly {
+            self.request_keyframe(meeting_id, stream, now, true);
+        }
+        self.dirty.push(sid);
+    }
+
+    /// Withdraws a participant's published video, if any, and tells everyone.
+    fn stop_publishing(&mut self, meeting_id: MeetingId, key: ParticipantKey, now: Instant) {
+        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+            return;
+        };
+        let external = meeting
+            .sources
+            .iter()
+            .find(|s| s.key == key)
+            .map(|s| s.external_user_id.clone());
+        if meeting.unpublish(&key) {
+            self.broadcast_index(meeting_id, now);
+            self.event(
+                MediaEventKind::AttendeeVideoStopped,
+                meeting_id,
+                key,
+                &external.unwrap_or_default(),
+            );
+        }
+    }
+
+    /// Asks the publisher of `stream` for a keyframe (PLI), at most every 300 ms.
+    fn request_keyframe(&mut self, meeting_id: MeetingId, stream: u32, now: Instant, force: bool) {
+        let Some(source) = self
+            .meetings
+            .get(&meeting_id)
+            .and_then(|m| m.source(stream))
+        else {
+            return;
+        };
+        let publisher = source.session;
+        let mid = Mid::from(source.mid.as_str());
+        if !force
+            && self
+                .keyframe_requested
+                .get(&publisher)
+                .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_INTERVAL)
+        {
+            return;
+        }
+        if let Some(peer) = self
+            .sessions
+            .get_mut(&publisher)
+            .and_then(|s| s.peer.as_mut())
+            && let Some(mut writer) = peer.rtc.writer(mid)
+        {
+            let kind = if writer.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+                KeyframeRequestKind::Pli
+            } else {
+                KeyframeRequestKind::Fir
+            };
+            if writer.request_keyframe(None, kind).is_ok() {
+                self.keyframe_requested.insert(publisher, now);
+                self.dirty.push(publisher);
+            }
+        }
+    }
+
+    /// Drains str0m outputs of dirty peers and handles their events, until quiet.
+    fn settle(&mut self, now: Instant) {
+        loop {
+            while let Some(sid) = self.dirty.pop() {
+                self.drain_peer(sid);
+            }
+            let Some((sid, event)) = self.rtc_events.pop_front() else {
+                break;
+            };
+            self.on_rtc_event(now, sid, event);
+        }
+    }
+
+    fn drain_peer(&mut self, sid: SessionId) {
+        let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) else {
+            return;
+        };
+        loop {
+            match peer.rtc.poll_output() {
+                Ok(str0m::Output::Transmit(t)) => self.outputs.push_back(Output::Transmit {
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                Ok(str0m::Output::Event(e)) => self.rtc_events.push_back((sid, e)),
+                Ok(str0m::Output::Timeout(t)) => {
+                    peer.next_timeout = t;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(session = sid, error = %e, "peer failed");
+                    peer.rtc.disconnect();
+                    break;
+                }
+            }
+        }
+        // One heap entry per peer at its earliest time; later times are re-pushed when it pops.
+        if peer.scheduled.is_none_or(|s| peer.next_timeout < s) {
+            peer.scheduled = Some(peer.next_timeout);
+            self.timers.push(Reverse((peer.next_timeout, sid)));
+        }
+    }
+
+    fn on_rtc_event(&mut self, now: Instant, sid: SessionId, event: Event) {
+        match event {
+            Event::MediaData(data) => self.on_media(now, sid, data),
+            Event::KeyframeRequest(req) => {
+                let stream = self
+                    .sessions
+                    .get(&sid)
+                    .and_then(|s| s.peer.as_ref())
+                    .and_then(|p| p.video_out.iter().find(|(m, _)| *m == req.mid))
+                    .map(|(_, stream)| *stream);
+                if let (Some(stream), Some(meeting)) = (
+                    stream.filter(|s| *s != 0),
+                    self.sessions.get(&sid).map(|s| s.participant.meeting),
+                ) {
+                    self.request_keyframe(meeting, stream, now, false);
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                // The client will reconnect with a new peer connection.
+                self.clear_peer(sid);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_media(&mut self, now: Instant, sid: SessionId, data: MediaData) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        session.last_media = Some(now);
+        let Some(peer) = session.peer.as_ref() else {
+            return;
+        };
+        let key = session.participant.key;
+        let meeting_id = session.participant.meeting;
+        if Some(data.mid) == peer.audio_mid {
+            if !session.participant.capabilities.audio.sends() {
+                return;
+            }
+            let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+                return;
+            };
+            let Some(presence) = meeting.roster.get(&key).filter(|p| p.session == Some(sid)) else {
+                return;
+            };
+            if presence.muted {
+                return;
+            }
+            let stream = presence.audio_stream_id;
+            let level = data.ext_vals.audio_level.map(|l| l.unsigned_abs().min(127));
+            meeting
+                .mixer
+                .push(stream, data.time.numer() as u32, &data.data, level, now);
+            return;
+        }
+        if Some(data.mid) != peer.camera_mid {
+            return;
+        }
+        let Some(meeting) = self.meetings.get(&meeting_id) else {
+            return;
+        };
+        let Some(source) = meeting
+            .sources
+            .iter()
+            .find(|s| s.key == key && s.session == sid)
+        else {
+            return;
+        };
+        let stream = source.stream_id;
+        let content = key.content;
+        let receivers: Vec<SessionId> = meeting
+            .sessions
+            .iter()
+            .copied()
+            .filter(|r| *r != sid)
+            .collect();
+        if !data.contiguous {
+            self.request_keyframe(meeting_id, stream, now, false);
+        }
+        for receiver in receivers {
+            let Some(session) = self.sessions.get_mut(&receiver) else {
+                continue;
+            };
+            if session.paused.contains(&stream) || !session.may_receive_video(content) {
+                continue;
+            }
+            let Some(peer) = session.peer.as_mut() else {
+                continue;
+            };
+            let mids: Vec<Mid> = peer
+                .video_out
+                .iter()
+                .filter(|(_, s)| *s == stream)
+                .map(|(m, _)| *m)
+                .collect();
+            let mut wrote = false;
+            for mid in mids {
+                let Some(writer) = peer.rtc.writer(mid) else {
+                    continue;
+                };
+                let Some(pt) = writer.match_params(data.params) else {
+                    continue;
+                };
+                if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+                    tracing::debug!(session = receiver, error = %e, "video write failed");
+                } else {
+                    wrote = true;
+                }
+            }
+            if wrote {
+                self.dirty.push(receiver);
+            }
+        }
+    }
+
+    /// Mixer ticks, AUDIO_METADATA and reconnect deadlines of one meeting.
+    fn meeting_timers(&mut self, now: Instant, meeting_id: MeetingId) {
+        // Reconnect grace periods that ran out: the participant dropped.
+        let expired: Vec<ParticipantKey> = self
+            .meetings
+            .get(&meeting_id)
+            .map(|m| {
+                m.roster
+                    .iter()
+                    .filter(|(_, p)| p.grace_until.is_some_and(|t| t <= now))
+                    .map(|(k, _)| *k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in expired {
+            self.depart(now, meeting_id, key, Departure::Dropped);
+        }
+        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+            return;
+        };
+        if meeting.sessions.is_empty() {
+            return;
+        }
+        if now.saturating_duration_since(meeting.next_mix) > 10 * FRAME {
+            // Too far behind (a stall): skip ahead rather than burst.
+            meeting.next_mix = now;
+        }
+        let mut frames = 0;
+        while meeting.next_mix <= now {
+            meeting.next_mix += FRAME;
+            frames += 1;
+        }
+        for _ in 0..frames {
+            self.mix(now, meeting_id);
+        }
+        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+            return;
+        };
+        if meeting.next_metadata <= now {
+            meeting.next_metadata = now + self.config.metadata_interval;
+            self.audio_metadata(now, meeting_id);
+        }
+    }
+
+    /// One 20 ms mixed frame to every listener of a meeting.
+    fn mix(&mut self, now: Instant, meeting_id: MeetingId) {
+        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+            return;
+        };
+        let frame = meeting.mixer.tick(now);
+        let shared: Arc<[u8]> = Arc::from(&frame.shared[..]);
+        let minus_one: Vec<(u32, Arc<[u8]>)> = frame
+            .minus_one
+            .iter()
+            .map(|(id, p)| (*id, Arc::from(&p[..])))
+            .collect();
+        let listeners: Vec<SessionId> = meeting.sessions.iter().copied().collect();
+        let roster = &meeting.roster;
+        for sid in listeners {
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            let key = session.participant.key;
+            if key.content
+                || session.participant.capabilities.audio == MediaCapability::None
+                || !session.joined
+            {
+                continue;
+            }
+            let Some(peer) = session.peer.as_mut() else {
+                continue;
+            };
+            let (Some(mid), Some(pt)) = (peer.audio_mid, peer.opus_pt) else {
+                continue;
+            };
+            if !peer.rtc.is_connected() {
+                continue;
+            }
+            let own = roster.get(&key).map(|p| p.audio_stream_id);
+            let packet = own
+                .and_then(|id| minus_one.iter().find(|(s, _)| *s == id))
+                .map_or_else(|| shared.clone(), |(_, p)| p.clone());
+            let rtp = MediaTime::new(u64::from(peer.audio_rtp), Frequency::FORTY_EIGHT_KHZ);
+            peer.audio_rtp = peer.audio_rtp.wrapping_add(960);
+            if let Some(writer) = peer.rtc.writer(mid)
+                && writer.write(pt, now, rtp, packet).is_ok()
+            {
+                self.dirty.push(sid);
+            }
+        }
+    }
+
+    /// Volume and signal indicators (sparse: the client treats absent attendees as silent and
+    /// at full signal strength).
+    fn audio_metadata(&mut self, now: Instant, meeting_id: MeetingId) {
+        let Some(meeting) = self.meetings.get(&meeting_id) else {
+            return;
+        };
+        let mut states: Vec<SdkAudioAttendeeState> = Vec::new();
+        let mut speakers = Vec::new();
+        for presence in meeting.roster.values() {
+            let stream = presence.audio_stream_id;
+            let level = meeting.mixer.level(stream).unwrap_or(127);
+            let volume = (!presence.muted && level < 100).then_some(u32::from(level));
+            if volume.is_some() {
+                speakers.push(stream);
+            }
+            let strength = match presence
+                .session
+                .and_then(|s| self.sessions.get(&s))
+                .and_then(|s| s.last_media)
+            {
+                Some(t) if now.saturating_duration_since(t) < Duration::from_secs(2) => 2,
+                Some(t) if now.saturating_duration_since(t) < Duration::from_secs(10) => 1,
+                _ if presence.session.is_some() => 2,
+                _ => 0,
+            };
+            let signal = (strength < 2).then_some(strength);
+            if volume.is_some() || signal.is_some() {
+                states.push(SdkAudioAttendeeState {
+                    audio_stream_id: Some(stream),
+                    volume,
+                    muted: None,
+                    signal_strength: signal,
+                });
+            }
+        }
+        let had_speakers = !meeting.last_speakers.is_empty();
+        if speakers.is_empty() && had_speakers {
+            // Nobody speaks any more: one explicit silent entry resets everyone's indicator.
+            let stream = meeting.last_speakers[0];
+            states.push(SdkAudioAttendeeState {
+                audio_stream_id: Some(stream),
+                volume: Some(127),
+                muted: None,
+                signal_strength: None,
+            });
+        }
+        if let Some(m) = self.meetings.get_mut(&meeting_id) {
+            m.last_speakers = speakers;
+        }
+        if states.is_empty() {
+            return;
+        }
+        let ts = self.epoch_ms(now);
+        for sid in self.joined_sessions(meeting_id) {
+            let content = self
+                .sessions
+                .get(&sid)
+                .is_some_and(|s| s.participant.key.content);
+            if !content {
+                self.send(sid, SdkSignalFrame::audio_metadata(ts, states.clone()));
+            }
+        }
+    }
+}

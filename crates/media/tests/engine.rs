@@ -1,0 +1,1009 @@
+//! The media engine under a simulated clock: str0m clients that behave like the Chime browser
+//! client (JOIN, SUBSCRIBE with a browser-like offer, Opus tones, VP8 frames), connected to the
+//! engine through in-memory "sockets". No threads, no sleeping, no network.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use audiopus::coder::{Decoder, Encoder};
+use audiopus::{Application, Channels, SampleRate};
+use carillon_control::{AttendeeId, Capabilities, MediaCapability, MeetingId};
+use carillon_media::{Engine, EngineConfig, MediaEventKind, Output, Participant, ParticipantKey};
+use carillon_signaling::proto::sdk_signal_frame::Type as FrameType;
+use carillon_signaling::proto::*;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Rtc};
+
+const SERVER: &str = "127.0.0.1:3478";
+
+struct Client {
+    session: u64,
+    key: ParticipantKey,
+    addr: SocketAddr,
+    rtc: Option<Rtc>,
+    pending: Option<SdpPendingOffer>,
+    audio_mid: Option<Mid>,
+    camera_mid: Option<Mid>,
+    recv_mids: Vec<Mid>,
+    timeout: Instant,
+    inbox: Vec<SdkSignalFrame>,
+    closed: Option<u16>,
+    connected: bool,
+    tone: Option<(f32, Encoder)>,
+    tone_phase: f32,
+    rtp: u64,
+    decoder: Decoder,
+    heard: Vec<i16>,
+    video_frames: HashMap<Mid, usize>,
+    publishing: bool,
+    frame_count: u64,
+    audio_session_id: u64,
+}
+
+struct Sim {
+    now: Instant,
+    engine: Engine,
+    clients: Vec<Client>,
+    events: Vec<carillon_media::MediaEvent>,
+    meeting: MeetingId,
+    next_session: u64,
+}
+
+fn caps(audio: MediaCapability, video: MediaCapability, content: MediaCapability) -> Capabilities {
+    Capabilities {
+        audio,
+        video,
+        content,
+    }
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let now = Instant::now();
+        let config = EngineConfig::new(SERVER.parse().unwrap());
+        Sim {
+            now,
+            engine: Engine::new(config, now, 1_700_000_000_000),
+            clients: Vec::new(),
+            events: Vec::new(),
+            meeting: "4101582d-72d2-451b-8ac0-f0f127992713".parse().unwrap(),
+            next_session: 1,
+        }
+    }
+
+    /// Opens a session (the WebSocket) for a new attendee; returns the client index.
+    fn connect(&mut self, name: &str, tone: Option<f32>, capabilities: Capabilities) -> usize {
+        let n = self.clients.len() as u8 + 1;
+        let attendee: AttendeeId = format!("00000000-0000-0000-0000-0000000000{n:02x}")
+            .parse()
+            .unwrap();
+        self.connect_as(
+            attendee,
+            false,
+            name,
+            tone,
+            capabilities,
+            1000 + u64::from(n),
+        )
+    }
+
+    fn connect_as(
+        &mut self,
+        attendee: AttendeeId,
+        content: bool,
+        name: &str,
+        tone: Option<f32>,
+        capabilities: Capabilities,
+        audio_session_id: u64,
+    ) -> usize {
+        let session = self.next_session;
+        self.next_session += 1;
+        let key = ParticipantKey { attendee, content };
+        self.engine.open_session(
+            self.now,
+            session,
+            Participant {
+                meeting: self.meeting,
+                key,
+                external_user_id: name.to_owned(),
+                capabilities,
+            },
+        );
+        let encoder = tone.map(|f| {
+            (
+                f,
+                Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip).unwrap(),
+            )
+        });
+        self.clients.push(Client {
+            session,
+            key,
+            addr: format!("10.0.0.{}:{}", session, 5000 + session)
+                .parse()
+                .unwrap(),
+            rtc: None,
+            pending: None,
+            audio_mid: None,
+            camera_mid: None,
+            recv_mids: Vec::new(),
+            timeout: self.now,
+            inbox: Vec::new(),
+            closed: None,
+            connected: false,
+            tone: encoder,
+            tone_phase: 0.0,
+            rtp: 0,
+            decoder: Decoder::new(SampleRate::Hz48000, Channels::Mono).unwrap(),
+            heard: Vec::new(),
+            video_frames: HashMap::new(),
+            publishing: false,
+            frame_count: 0,
+            audio_session_id,
+        });
+        self.clients.len() - 1
+    }
+
+    fn frame(&mut self, c: usize, frame: SdkSignalFrame) {
+        let session = self.clients[c].session;
+        self.engine.handle_frame(self.now, session, frame);
+        self.pump();
+    }
+
+    fn join(&mut self, c: usize) {
+        let frame = SdkSignalFrame {
+            join: Some(SdkJoinFrame {
+                protocol_version: Some(2),
+                flags: Some(2),
+                audio_session_id: Some(self.clients[c].audio_session_id),
+                wants_compressed_sdp: Some(true),
+                ..Default::default()
+            }),
+            ..SdkSignalFrame::new(FrameType::Join, 0)
+        };
+        self.frame(c, frame);
+    }
+
+    /// A browser-like offer: audio sendrecv, the camera line, then `receivers` recvonly video
+    /// lines; SUBSCRIBE with the given stream ids for the receive lines.
+    fn subscribe(&mut self, c: usize, publish: bool, receive: &[u32]) {
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let rtc = client.rtc.get_or_insert_with(|| {
+            let mut rtc = Rtc::builder()
+                .clear_codecs()
+                .enable_opus(true, false)
+                .enable_vp8(true)
+                .build(now);
+            rtc.add_local_candidate(Candidate::host(client.addr, "udp").unwrap());
+            rtc
+        });
+        let mut api = rtc.sdp_api();
+        if client.audio_mid.is_none() {
+            client.audio_mid =
+                Some(api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None));
+            client.camera_mid = Some(api.add_media(
+                MediaKind::Video,
+                if publish {
+                    Direction::SendRecv
+                } else {
+                    Direction::Inactive
+                },
+                None,
+                None,
+                None,
+            ));
+        } else if publish != client.publishing {
+            let dir = if publish {
+                Direction::SendRecv
+            } else {
+                Direction::Inactive
+            };
+            api.set_direction(client.camera_mid.unwrap(), dir);
+        }
+        while client.recv_mids.len() < receive.len() {
+            let mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+            client.recv_mids.push(mid);
+        }
+        client.publishing = publish;
+        let (offer, pending) = api.apply().expect("the offer has changes");
+        client.pending = Some(pending);
+        let mut ids = vec![0];
+        ids.extend_from_slice(receive);
+        let mut send_streams = vec![SdkStreamDescriptor {
+            media_type: Some(SdkStreamMediaType::Audio as i32),
+            track_label: Some("AmazonChimeExpressAudio".into()),
+            stream_id: Some(1),
+            group_id: Some(1),
+            ..Default::default()
+        }];
+        if publish {
+            send_streams.push(SdkStreamDescriptor {
+                media_type: Some(SdkStreamMediaType::Video as i32),
+                track_label: Some("AmazonChimeExpressVideo".into()),
+                stream_id: Some(2),
+                group_id: Some(2),
+                max_bitrate_kbps: Some(1400),
+                framerate: Some(15),
+                ..Default::default()
+            });
+        }
+        let frame = SdkSignalFrame {
+            sub: Some(SdkSubscribeFrame {
+                duplex: Some(if publish {
+                    SdkStreamServiceType::Duplex
+                } else {
+                    SdkStreamServiceType::Rx
+                } as i32),
+                send_streams,
+                receive_stream_ids: ids,
+                sdp_offer: Some(offer.to_sdp_string()),
+                audio_host: Some("127.0.0.1:3478".into()),
+                ..Default::default()
+            }),
+            ..SdkSignalFrame::new(FrameType::Subscribe, 0)
+        };
+        self.frame(c, frame);
+        let ack = self.clients[c]
+            .inbox
+            .iter()
+            .rev()
+            .find(|f| f.frame_type() == Some(FrameType::SubscribeAck))
+            .cloned()
+            .expect("a SUBSCRIBE_ACK");
+        let sdp = ack.suback.unwrap().sdp_answer.unwrap();
+        let answer = SdpAnswer::from_sdp_string(&sdp).unwrap();
+        let client = &mut self.clients[c];
+        let pending = client.pending.take().unwrap();
+        client
+            .rtc
+            .as_mut()
+            .unwrap()
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .unwrap();
+        self.pump();
+    }
+
+    /// Moves engine outputs to clients and client outputs to the engine until quiet.
+    fn pump(&mut self) {
+        let server: SocketAddr = SERVER.parse().unwrap();
+        loop {
+            let mut progress = false;
+            while let Some(output) = self.engine.poll_output() {
+                progress = true;
+                match output {
+                    Output::Transmit {
+                        destination,
+                        contents,
+                        ..
+                    } => {
+                        if let Some(client) =
+                            self.clients.iter_mut().find(|c| c.addr == destination)
+                            && let Some(rtc) = client.rtc.as_mut()
+                        {
+                            let input = Input::Receive(
+                                self.now,
+                                Receive {
+                                    proto: Protocol::Udp,
+                                    source: server,
+                                    destination,
+                                    contents: contents.as_slice().try_into().unwrap(),
+                                },
+                            );
+                            let _ = rtc.handle_input(input);
+                        }
+                    }
+                    Output::Frame { session, frame } => {
+                        if let Some(client) = self.clients.iter_mut().find(|c| c.session == session)
+                        {
+                            client.inbox.push(*frame);
+                        }
+                    }
+                    Output::Close { session, code } => {
+                        if let Some(client) = self.clients.iter_mut().find(|c| c.session == session)
+                        {
+                            client.closed = Some(code);
+                        }
+                    }
+                    Output::Event(e) => self.events.push(e),
+                }
+            }
+            let mut to_server = Vec::new();
+            for client in &mut self.clients {
+                let Some(rtc) = client.rtc.as_mut() else {
+                    continue;
+                };
+                loop {
+                    match rtc.poll_output() {
+                        Ok(str0m::Output::Transmit(t)) => {
+                            to_server.push((client.addr, t.contents.to_vec()))
+                        }
+                        Ok(str0m::Output::Timeout(t)) => {
+                            client.timeout = t;
+                            break;
+                        }
+                        Ok(str0m::Output::Event(e)) => match e {
+                            Event::Connected => client.connected = true,
+                            Event::MediaData(data) => {
+                                if Some(data.mid) == client.audio_mid {
+                                    let mut pcm = vec![0i16; 5760];
+                                    if let Ok(n) = client.decoder.decode(
+                                        Some(&data.data[..]),
+                                        &mut pcm[..],
+                                        false,
+                                    ) {
+                                        client.heard.extend_from_slice(&pcm[..n]);
+                                    }
+                                } else {
+                                    *client.video_frames.entry(data.mid).or_default() += 1;
+                                }
+                            }
+                            _ => {}
+                        },
+                        Err(_) => break,
+                    }
+                }
+            }
+            for (source, contents) in to_server {
+                progress = true;
+                self.engine
+                    .handle_datagram(self.now, source, server, &contents);
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    /// Advances simulated time, sending 20 ms of audio per client and a video frame every
+    /// 60 ms from publishers.
+    fn run(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        let mut next_media = self.now;
+        while self.now < end {
+            let mut next = end.min(next_media).min(self.engine.poll_timeout());
+            for c in &self.clients {
+                if c.rtc.is_some() {
+                    next = next.min(c.timeout);
+                }
+            }
+            self.now = next.max(self.now);
+            self.engine.handle_timeout(self.now);
+            for c in &mut self.clients {
+                if let Some(rtc) = c.rtc.as_mut() {
+                    let _ = rtc.handle_input(Input::Timeout(self.now));
+                }
+            }
+            if self.now >= next_media {
+                next_media += Duration::from_millis(20);
+                self.send_media();
+            }
+            self.pump();
+        }
+    }
+
+    fn send_media(&mut self) {
+        let now = self.now;
+        for client in &mut self.clients {
+            if !client.connected || client.closed.is_some() {
+                continue;
+            }
+            let rtc = client.rtc.as_mut().unwrap();
+            if let (Some(mid), Some((freq, encoder))) = (client.audio_mid, client.tone.as_mut()) {
+                let mut pcm = [0i16; 960];
+                for s in pcm.iter_mut() {
+                    *s = (client.tone_phase.sin() * 8000.0) as i16;
+                    client.tone_phase += 2.0 * std::f32::consts::PI * *freq / 48_000.0;
+                }
+                client.tone_phase %= 2.0 * std::f32::consts::PI;
+                let mut packet = [0u8; 400];
+                let n = encoder.encode(&pcm, &mut packet).unwrap();
+                if let Some(writer) = rtc.writer(mid) {
+                    let pt = writer.payload_params().next().unwrap().pt();
+                    let time = MediaTime::new(client.rtp, Frequency::FORTY_EIGHT_KHZ);
+                    writer
+                        .audio_level(-20, true)
+                        .write(pt, now, time, packet[..n].to_vec())
+                        .unwrap();
+                }
+                client.rtp += 960;
+            }
+            if client.publishing && client.frame_count.is_multiple_of(3) {
+                let mid = client.camera_mid.unwrap();
+                if let Some(writer) = rtc.writer(mid) {
+                    let pt = writer.payload_params().next().unwrap().pt();
+                    // A small VP8-looking frame: byte 0 bit 0 clear marks a keyframe.
+                    let mut data = vec![0x10u8; 600];
+                    data[0] = if client.frame_count % 30 == 0 {
+                        0x10
+                    } else {
+                        0x11
+                    };
+                    let time = MediaTime::new(client.frame_count * 3000, Frequency::NINETY_KHZ);
+                    let _ = writer.write(pt, now, time, data);
+                }
+            }
+            client.frame_count += 1;
+        }
+        self.pump();
+    }
+
+    fn frames(&self, c: usize, kind: FrameType) -> Vec<&SdkSignalFrame> {
+        self.clients[c]
+            .inbox
+            .iter()
+            .filter(|f| f.frame_type() == Some(kind))
+            .collect()
+    }
+
+    /// The roster as the client would reconstruct it from AUDIO_STREAM_ID_INFO frames.
+    fn roster(&self, c: usize) -> HashMap<String, (String, bool)> {
+        let mut by_stream: HashMap<u32, (String, String, bool)> = HashMap::new();
+        for frame in self.frames(c, FrameType::AudioStreamIdInfo) {
+            for s in &frame.audio_stream_id_info.as_ref().unwrap().streams {
+                let id = s.audio_stream_id.unwrap();
+                match (&s.attendee_id, s.muted) {
+                    (Some(a), muted) => {
+                        by_stream.insert(
+                            id,
+                            (
+                                a.clone(),
+                                s.external_user_id.clone().unwrap_or_default(),
+                                muted.unwrap_or(false),
+                            ),
+                        );
+                    }
+                    (None, Some(m)) => {
+                        if let Some(e) = by_stream.get_mut(&id) {
+                            e.2 = m;
+                        }
+                    }
+                    (None, None) => {
+                        by_stream.remove(&id);
+                    }
+                }
+            }
+        }
+        by_stream
+            .into_values()
+            .map(|(a, e, m)| (a, (e, m)))
+            .collect()
+    }
+
+    fn index(&self, c: usize) -> SdkIndexFrame {
+        self.frames(c, FrameType::Index)
+            .last()
+            .unwrap()
+            .index
+            .clone()
+            .unwrap()
+    }
+
+    fn stream_of(&self, c: usize, attendee: &str) -> u32 {
+        self.index(c)
+            .sources
+            .iter()
+            .find(|s| s.attendee_id.as_deref() == Some(attendee))
+            .and_then(|s| s.stream_id)
+            .unwrap_or_else(|| panic!("{attendee} publishes"))
+    }
+}
+
+/// Energy of one frequency in a PCM buffer (Goertzel), normalised by length.
+fn tone_power(pcm: &[i16], freq: f32) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * f64::from(freq) / 48_000.0;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (pcm.len() as f64).powi(2)
+}
+
+fn all() -> Capabilities {
+    caps(
+        MediaCapability::SendReceive,
+        MediaCapability::SendReceive,
+        MediaCapability::SendReceive,
+    )
+}
+
+fn attendee_of(sim: &Sim, c: usize) -> String {
+    sim.clients[c].key.wire_id()
+}
+
+#[test]
+fn join_sequence_and_roster() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    sim.join(a);
+    let types: Vec<_> = sim.clients[a]
+        .inbox
+        .iter()
+        .map(|f| f.frame_type().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            FrameType::JoinAck,
+            FrameType::Index,
+            FrameType::AudioStreamIdInfo
+        ]
+    );
+    let ack = sim.clients[a].inbox[0].joinack.clone().unwrap();
+    assert_eq!(ack.wants_compressed_sdp, Some(false));
+    // The first roster frame is a snapshot that includes the joiner itself.
+    assert_eq!(sim.roster(a).len(), 1);
+    let b = sim.connect("bob", None, all());
+    sim.join(b);
+    assert_eq!(sim.roster(b).len(), 2);
+    assert_eq!(
+        sim.roster(a)
+            .get(&attendee_of(&sim, b))
+            .map(|r| r.0.as_str()),
+        Some("bob")
+    );
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e.kind == MediaEventKind::AttendeeJoined && e.external_user_id == "bob")
+    );
+    // Stream ids start at 1 (0 is reserved) and are distinct.
+    let snapshot = &sim.frames(b, FrameType::AudioStreamIdInfo)[0]
+        .audio_stream_id_info
+        .as_ref()
+        .unwrap()
+        .streams;
+    let mut ids: Vec<u32> = snapshot
+        .iter()
+        .map(|s| s.audio_stream_id.unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+
+    // Mute is seen by everyone, the muted one included.
+    sim.frame(
+        a,
+        SdkSignalFrame {
+            audio_control: Some(SdkAudioControlFrame { muted: Some(true) }),
+            ..SdkSignalFrame::new(FrameType::AudioControl, 0)
+        },
+    );
+    assert!(sim.roster(b)[&attendee_of(&sim, a)].1);
+    assert!(sim.roster(a)[&attendee_of(&sim, a)].1);
+
+    // PING gets a PONG with the same id.
+    sim.frame(a, SdkSignalFrame::ping(0, 7));
+    let pong = sim
+        .frames(a, FrameType::PingPong)
+        .last()
+        .unwrap()
+        .ping_pong
+        .clone()
+        .unwrap();
+    assert_eq!(pong.ping_id, 7);
+    assert_eq!(pong.r#type(), SdkPingPongType::Pong);
+
+    // LEAVE: LEAVE_ACK, and the others see a clean departure (not dropped).
+    sim.frame(b, SdkSignalFrame::new(FrameType::Leave, 0));
+    assert_eq!(sim.frames(b, FrameType::LeaveAck).len(), 1);
+    let last = sim
+        .frames(a, FrameType::AudioStreamIdInfo)
+        .last()
+        .unwrap()
+        .audio_stream_id_info
+        .clone()
+        .unwrap();
+    assert_eq!(last.streams[0].attendee_id, None);
+    assert_eq!(last.streams[0].dropped, None);
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e.kind == MediaEventKind::AttendeeLeft && e.external_user_id == "bob")
+    );
+}
+
+#[test]
+fn three_way_audio_each_hears_the_others_not_itself() {
+    let mut sim = Sim::new();
+    let freqs = [440.0f32, 660.0, 880.0];
+    let clients: Vec<usize> = freqs
+        .iter()
+        .enumerate()
+        .map(|(i, f)| sim.connect(&format!("user-{i}"), Some(*f), all()))
+        .collect();
+    for &c in &clients {
+        sim.join(c);
+    }
+    for &c in &clients {
+        sim.subscribe(c, false, &[]);
+    }
+    sim.run(Duration::from_secs(3));
+    for &c in &clients {
+        assert!(sim.clients[c].connected, "client {c} connected");
+        let heard = &sim.clients[c].heard;
+        // A continuous downstream: about 50 packets per second of 960 samples.
+        assert!(
+            heard.len() > 48_000 * 2,
+            "client {c} heard {} samples",
+            heard.len()
+        );
+        let tail = &heard[heard.len() - 48_000..];
+        let powers: Vec<f64> = freqs.iter().map(|f| tone_power(tail, *f)).collect();
+        let own = powers[c];
+        for (i, p) in powers.iter().enumerate() {
+            if i != c {
+                assert!(*p > own * 100.0, "client {c}: {:?}", powers);
+            }
+        }
+    }
+    // Volume indicators arrive for the speakers.
+    let metadata = sim.frames(0, FrameType::AudioMetadata);
+    assert!(!metadata.is_empty());
+    let states = &metadata
+        .last()
+        .unwrap()
+        .audio_metadata
+        .as_ref()
+        .unwrap()
+        .attendee_states;
+    assert!(
+        states.iter().any(|s| s.volume.is_some_and(|v| v < 42)),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn video_is_published_indexed_and_forwarded() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    let b = sim.connect("bob", None, all());
+    let viewer = sim.connect(
+        "viewer",
+        None,
+        caps(
+            MediaCapability::SendReceive,
+            MediaCapability::Receive,
+            MediaCapability::None,
+        ),
+    );
+    for c in [a, b, viewer] {
+        sim.join(c);
+    }
+    sim.subscribe(a, true, &[]);
+    let ack = sim
+        .frames(a, FrameType::SubscribeAck)
+        .last()
+        .unwrap()
+        .suback
+        .clone()
+        .unwrap();
+    assert_eq!(ack.allocations.len(), 1, "one allocation for the camera");
+    let a_id = attendee_of(&sim, a);
+    let stream = sim.stream_of(b, &a_id);
+    assert_eq!(ack.allocations[0].stream_id, Some(stream));
+    let source = sim.index(b).sources[0].clone();
+    assert_eq!(source.media_type, Some(SdkStreamMediaType::Video as i32));
+    assert_eq!(source.external_user_id.as_deref(), Some("alice"));
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e.kind == MediaEventKind::AttendeeVideoStarted)
+    );
+
+    // The viewer may not publish: 206 on its SUBSCRIBE_ACK and at_capacity in its INDEX.
+    sim.subscribe(viewer, true, &[stream]);
+    let refused = sim
+        .frames(viewer, FrameType::SubscribeAck)
+        .last()
+        .copied()
+        .unwrap()
+        .clone();
+    assert_eq!(refused.error.as_ref().and_then(|e| e.status), Some(206));
+    assert_eq!(sim.index(viewer).at_capacity, Some(true));
+    assert_eq!(
+        sim.index(viewer).sources.len(),
+        1,
+        "a refused publisher adds no source"
+    );
+    assert_eq!(sim.index(b).at_capacity, Some(false));
+
+    sim.subscribe(b, false, &[stream]);
+    let ack = sim
+        .frames(b, FrameType::SubscribeAck)
+        .last()
+        .unwrap()
+        .suback
+        .clone()
+        .unwrap();
+    let mid = sim.clients[b].recv_mids[0];
+    assert_eq!(ack.tracks.len(), 1);
+    assert_eq!(
+        ack.tracks[0].track_label.as_deref(),
+        Some(format!("v_{mid}").as_str())
+    );
+    assert_eq!(ack.tracks[0].stream_id, Some(stream));
+    assert!(
+        ack.sdp_answer
+            .unwrap()
+            .contains(&format!("a=msid:v_{mid} "))
+    );
+
+    sim.run(Duration::from_secs(3));
+    let got = sim.clients[b].video_frames.get(&mid).copied().unwrap_or(0);
+    assert!(got > 20, "bob received {got} frames of alice's camera");
+    let seen_by_viewer: usize = sim.clients[viewer].video_frames.values().sum();
+    assert!(
+        seen_by_viewer > 20,
+        "the receive-only viewer sees video too"
+    );
+
+    // Stopping the camera removes the source for everyone.
+    sim.subscribe(a, false, &[]);
+    assert!(sim.index(b).sources.is_empty());
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e.kind == MediaEventKind::AttendeeVideoStopped)
+    );
+}
+
+#[test]
+fn data_messages_fan_out_throttle_and_replay() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    let b = sim.connect("bob", None, all());
+    sim.join(a);
+    sim.join(b);
+    let message = |topic: &str, lifetime: Option<u32>| SdkDataMessagePayload {
+        topic: Some(topic.into()),
+        data: Some(b"hello".to_vec()),
+        lifetime_ms: lifetime,
+        ..Default::default()
+    };
+    sim.frame(
+        a,
+        SdkSignalFrame::data_message(0, vec![message("chat", Some(60_000))]),
+    );
+    let got = sim.frames(b, FrameType::DataMessage);
+    assert_eq!(got.len(), 1);
+    let m = &got[0].data_message.as_ref().unwrap().messages[0];
+    assert_eq!(
+        m.sender_attendee_id.as_deref(),
+        Some(attendee_of(&sim, a).as_str())
+    );
+    assert_eq!(m.sender_external_user_id.as_deref(), Some("alice"));
+    assert!(m.ingest_time_ns.unwrap() >= 1_700_000_000_000_000_000);
+    // Not echoed to the sender; invalid topics are dropped.
+    assert!(sim.frames(a, FrameType::DataMessage).is_empty());
+    sim.frame(
+        a,
+        SdkSignalFrame::data_message(0, vec![message("bad topic!", None)]),
+    );
+    assert_eq!(sim.frames(b, FrameType::DataMessage).len(), 1);
+
+    // A late joiner gets the message that has a lifetime.
+    let c = sim.connect("carol", None, all());
+    sim.join(c);
+    let replay = sim.frames(c, FrameType::DataMessage);
+    assert_eq!(replay.len(), 1);
+    assert_eq!(
+        replay[0].data_message.as_ref().unwrap().messages[0]
+            .data
+            .as_deref(),
+        Some(&b"hello"[..])
+    );
+
+    // Over the burst, messages come back to the sender with ingest_time_ns = 0.
+    let burst: Vec<_> = (0..250).map(|_| message("chat", None)).collect();
+    sim.frame(b, SdkSignalFrame::data_message(0, burst));
+    let throttled: usize = sim
+        .frames(b, FrameType::DataMessage)
+        .iter()
+        .flat_map(|f| f.data_message.as_ref().unwrap().messages.iter())
+        .filter(|m| m.ingest_time_ns == Some(0))
+        .count();
+    assert_eq!(throttled, 51, "burst of 200 minus the first message");
+}
+
+#[test]
+fn lifecycle_statuses_and_reconnects() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    let b = sim.connect("bob", None, all());
+    sim.join(a);
+    sim.join(b);
+    let frames_before = sim.frames(a, FrameType::AudioStreamIdInfo).len();
+
+    // Bob's WebSocket drops and he reconnects with the same audio session: nobody notices.
+    let b_attendee = sim.clients[b].key.attendee;
+    let b_session = sim.clients[b].session;
+    sim.engine.close_session(sim.now, b_session);
+    sim.pump();
+    let b2 = sim.connect_as(
+        b_attendee,
+        false,
+        "bob",
+        None,
+        all(),
+        sim.clients[b].audio_session_id,
+    );
+    sim.join(b2);
+    assert_eq!(
+        sim.frames(a, FrameType::AudioStreamIdInfo).len(),
+        frames_before
+    );
+    assert_eq!(
+        sim.roster(b2).len(),
+        2,
+        "the reconnect gets a full snapshot"
+    );
+
+    // The same attendee from another device: the old connection gets 301.
+    let b3 = sim.connect_as(b_attendee, false, "bob", None, all(), 99);
+    sim.join(b3);
+    assert!(
+        sim.frames(b2, FrameType::AudioStatus).iter().any(|f| f
+            .audio_status
+            .as_ref()
+            .unwrap()
+            .audio_status
+            == Some(301))
+    );
+    assert!(sim.clients[b2].closed.is_some());
+    assert_eq!(
+        sim.frames(a, FrameType::AudioStreamIdInfo).len(),
+        frames_before
+    );
+
+    // A drop without reconnect becomes "dropped" after the grace period.
+    let b3_session = sim.clients[b3].session;
+    sim.engine.close_session(sim.now, b3_session);
+    sim.run(Duration::from_secs(11));
+    let last = sim
+        .frames(a, FrameType::AudioStreamIdInfo)
+        .last()
+        .unwrap()
+        .audio_stream_id_info
+        .clone()
+        .unwrap();
+    assert_eq!(last.streams[0].dropped, Some(true));
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e.kind == MediaEventKind::AttendeeDropped)
+    );
+
+    // DeleteAttendee: 411 and close.
+    let c = sim.connect("carol", None, all());
+    sim.join(c);
+    let carol = sim.clients[c].key.attendee;
+    sim.engine.attendee_deleted(sim.now, sim.meeting, carol);
+    sim.pump();
+    assert!(
+        sim.frames(c, FrameType::AudioStatus).iter().any(|f| f
+            .audio_status
+            .as_ref()
+            .unwrap()
+            .audio_status
+            == Some(411))
+    );
+    assert!(sim.clients[c].closed.is_some());
+    assert!(!sim.roster(a).contains_key(&carol.to_string()));
+
+    // DeleteMeeting: 410 for everyone; a socket that had not joined yet closes with 4410.
+    let late = sim.connect("late", None, all());
+    sim.engine.meeting_ended(sim.now, sim.meeting);
+    sim.pump();
+    assert!(
+        sim.frames(a, FrameType::AudioStatus).iter().any(|f| f
+            .audio_status
+            .as_ref()
+            .unwrap()
+            .audio_status
+            == Some(410))
+    );
+    assert_eq!(sim.clients[late].closed, Some(4410));
+    assert_eq!(sim.engine.session_count(), 0);
+}
+
+#[test]
+fn content_share_is_a_separate_participant() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    let b = sim.connect("bob", None, all());
+    sim.join(a);
+    sim.join(b);
+    let alice = sim.clients[a].key.attendee;
+    let share = sim.connect_as(alice, true, "alice#content", None, all(), 5);
+    sim.join(share);
+    let content_id = format!("{alice}#content");
+    assert!(sim.roster(b).contains_key(&content_id));
+    sim.subscribe(share, true, &[]);
+    let stream = sim.stream_of(b, &content_id);
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e.kind == MediaEventKind::AttendeeContentJoined)
+    );
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e.kind == MediaEventKind::AttendeeContentVideoStarted)
+    );
+    sim.subscribe(b, false, &[stream]);
+    sim.run(Duration::from_secs(2));
+    assert!(sim.clients[b].video_frames.values().sum::<usize>() > 10);
+    // Two content shares at most.
+    let c = sim.connect("carol", None, all());
+    sim.join(c);
+    let carol = sim.clients[c].key.attendee;
+    let share2 = sim.connect_as(carol, true, "carol#content", None, all(), 6);
+    sim.join(share2);
+    sim.subscribe(share2, true, &[]);
+    let d = sim.connect("dave", None, all());
+    sim.join(d);
+    let dave = sim.clients[d].key.attendee;
+    let share3 = sim.connect_as(dave, true, "dave#content", None, all(), 7);
+    sim.join(share3);
+    sim.subscribe(share3, true, &[]);
+    let ack = sim
+        .frames(share3, FrameType::SubscribeAck)
+        .last()
+        .copied()
+        .unwrap()
+        .clone();
+    assert_eq!(ack.error.as_ref().and_then(|e| e.status), Some(206));
+}
+
+#[test]
+fn capabilities_are_enforced_live() {
+    let mut sim = Sim::new();
+    let listener = sim.connect(
+        "listener",
+        Some(440.0),
+        caps(
+            MediaCapability::Receive,
+            MediaCapability::None,
+            MediaCapability::None,
+        ),
+    );
+    let speaker = sim.connect("speaker", Some(660.0), all());
+    let deaf = sim.connect(
+        "deaf",
+        None,
+        caps(
+            MediaCapability::None,
+            MediaCapability::None,
+            MediaCapability::None,
+        ),
+    );
+    for c in [listener, speaker, deaf] {
+        sim.join(c);
+        sim.subscribe(c, false, &[]);
+    }
+    sim.run(Duration::from_secs(2));
+    // The receive-only attendee is not mixed in: the speaker does not hear 440 Hz.
+    let heard = &sim.clients[speaker].heard;
+    let tail = &heard[heard.len().saturating_sub(24_000)..];
+    assert!(tone_power(tail, 440.0) < 1.0, "{}", tone_power(tail, 440.0));
+    let heard = &sim.clients[listener].heard;
+    let tail = &heard[heard.len().saturating_sub(24_000)..];
+    assert!(tone_power(tail, 660.0) > 100.0);
+    // Audio None receives no audio at all.
+    assert!(sim.clients[deaf].heard.is_empty());
+
+    // Upgraded live: the listener may now speak.
+    let attendee = sim.clients[listener].key.attendee;
+    sim.engine
+        .capabilities_changed(sim.now, sim.meeting, attendee, all());
+    sim.run(Duration::from_secs(2));
+    let heard = &sim.clients[speaker].heard;
+    let tail = &heard[heard.len() - 24_000..];
+    assert!(tone_power(tail, 440.0) > 100.0);
+}

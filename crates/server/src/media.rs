@@ -1,0 +1,343 @@
+//! The media adapter: runs the sans-IO `carillon_media::Engine` on its own thread with the UDP
+//! socket, and connects it to the WebSocket sessions and the control plane by channels.
+//!
+//! Threads: the media thread (one current-thread runtime: UDP, engine, timers) and the HTTP
+//! runtime (WebSockets, REST). Frames cross between them as encoded bytes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use carillon_control::{Capabilities, MeetingId, Notice};
+use carillon_media::{
+    Engine, EngineConfig, MediaEvent, MediaEventKind, Output, Participant, ParticipantKey,
+    SessionId,
+};
+use carillon_signaling::proto::SdkSignalFrame;
+use carillon_signaling::{decode_frame, encode_frame};
+use tokio::sync::mpsc;
+
+use crate::app::App;
+
+/// Commands for the media thread.
+enum Command {
+    Open {
+        session: SessionId,
+        participant: Participant,
+        outbound: mpsc::UnboundedSender<Outbound>,
+    },
+    Frame {
+        session: SessionId,
+        frame: Box<SdkSignalFrame>,
+    },
+    Closed {
+        session: SessionId,
+    },
+    Notice(Notice),
+}
+
+/// What the media thread asks a WebSocket task to do.
+enum Outbound {
+    Frame(Vec<u8>),
+    Close(u16),
+}
+
+/// The HTTP side's handle on the media thread.
+pub struct MediaHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    next_session: AtomicU64,
+}
+
+impl MediaHandle {
+    /// Hands a control-plane notice (attendee deleted, meeting ended, capabilities changed)
+    /// to the live meetings.
+    pub fn notice(&self, notice: Notice) {
+        let _ = self.commands.send(Command::Notice(notice));
+    }
+}
+
+/// Starts the media thread on `socket`. Media events come back on the returned receiver.
+pub fn start(
+    socket: std::net::UdpSocket,
+    candidate: SocketAddr,
+) -> std::io::Result<(MediaHandle, mpsc::UnboundedReceiver<MediaEvent>)> {
+    socket.set_nonblocking(true)?;
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("carillon-media".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime starts");
+            runtime.block_on(run(socket, candidate, command_rx, events_tx));
+        })?;
+    Ok((
+        MediaHandle {
+            commands,
+            next_session: AtomicU64::new(1),
+        },
+        events_rx,
+    ))
+}
+
+async fn run(
+    socket: std::net::UdpSocket,
+    candidate: SocketAddr,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+) {
+    let socket = match tokio::net::UdpSocket::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "media socket unusable");
+            return;
+        }
+    };
+    let local = socket.local_addr().unwrap_or(candidate);
+    let epoch_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut engine = Engine::new(EngineConfig::new(candidate), Instant::now(), epoch_ms);
+    let mut sessions: HashMap<SessionId, mpsc::UnboundedSender<Outbound>> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let deadline = tokio::time::Instant::from_std(engine.poll_timeout());
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                if let Ok((n, source)) = received {
+                    engine.handle_datagram(Instant::now(), source, local, &buf[..n]);
+                    // Take what else is already queued before doing anything else.
+                    for _ in 0..64 {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((n, source)) => engine.handle_datagram(Instant::now(), source, local, &buf[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                let now = Instant::now();
+                match command {
+                    Command::Open { session, participant, outbound } => {
+                        sessions.insert(session, outbound);
+                        engine.open_session(now, session, participant);
+                    }
+                    Command::Frame { session, frame } => engine.handle_frame(now, session, *frame),
+                    Command::Closed { session } => {
+                        sessions.remove(&session);
+                        engine.close_session(now, session);
+                    }
+                    Command::Notice(notice) => match notice {
+                        Notice::MeetingEnded { meeting, .. } => engine.meeting_ended(now, meeting),
+                        Notice::AttendeeDeleted { meeting, attendee } => engine.attendee_deleted(now, meeting, attendee),
+                        Notice::CapabilitiesChanged { meeting, attendee, capabilities } => {
+                            engine.capabilities_changed(now, meeting, attendee, capabilities)
+                        }
+                    },
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => engine.handle_timeout(Instant::now()),
+        }
+        while let Some(output) = engine.poll_output() {
+            match output {
+                Output::Transmit {
+                    destination,
+                    contents,
+                    ..
+                } => {
+                    if let Err(e) = socket.try_send_to(&contents, destination) {
+                        if e.kind() == std::io::ErrorKind::WouldBlock {
+                            let _ = socket.send_to(&contents, destination).await;
+                        } else {
+                            tracing::debug!(error = %e, %destination, "media send failed");
+                        }
+                    }
+                }
+                Output::Frame { session, frame } => {
+                    if let Some(tx) = sessions.get(&session) {
+                        let _ = tx.send(Outbound::Frame(encode_frame(&frame)));
+                    }
+                }
+                Output::Close { session, code } => {
+                    if let Some(tx) = sessions.remove(&session) {
+                        let _ = tx.send(Outbound::Close(code));
+                    }
+                }
+                Output::Event(event) => {
+                    let _ = events.send(event);
+                }
+            }
+        }
+    }
+}
+
+/// Applies media events to the control plane (who is connected, for the idle rule) and logs
+/// them (the events hook that event delivery builds on).
+pub async fn apply_events(app: Arc<App>, mut events: mpsc::UnboundedReceiver<MediaEvent>) {
+    while let Some(event) = events.recv().await {
+        tracing::info!(kind = ?event.kind, meeting = %event.meeting, attendee = %event.attendee, "media event");
+        let now = app.clock.now_ms();
+        let ((), pending) = match event.kind {
+            MediaEventKind::AttendeeJoined => {
+                app.mutate(|plane| plane.attendee_connected(event.meeting, event.attendee, now))
+            }
+            MediaEventKind::AttendeeLeft | MediaEventKind::AttendeeDropped => {
+                app.mutate(|plane| plane.attendee_disconnected(event.meeting, event.attendee, now))
+            }
+            _ => continue,
+        };
+        if let Err(e) = pending.finish(&app).await {
+            tracing::error!(error = %e, "store commit failed while recording a connection");
+        }
+    }
+}
+
+/// `GET /control/<MeetingId>`: the signaling WebSocket. The join token arrives as the second
+/// WebSocket subprotocol (`_aws_wt_session, <JoinToken>`); the first is echoed.
+pub async fn signaling(
+    State(app): State<Arc<App>>,
+    Path(meeting): Path<String>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let token = headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|p| !p.is_empty() && *p != "_aws_wt_session")
+        .map(str::to_owned);
+    let participant = match (meeting.parse::<MeetingId>(), token) {
+        (Ok(meeting), Some(token)) => authenticate(&app, meeting, &token),
+        _ => Err(Rejection::Forbidden),
+    };
+    let upgrade = upgrade.protocols(["_aws_wt_session"]);
+    let Some(media) = app.media.as_ref() else {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "media plane not running",
+        )
+            .into_response();
+    };
+    let session = media.next_session.fetch_add(1, Ordering::Relaxed);
+    let commands = media.commands.clone();
+    // Rejections still upgrade, then close with a code the client maps to a final status
+    // (a failed upgrade would only make it retry for two minutes).
+    upgrade.on_upgrade(move |socket| async move {
+        match participant {
+            Ok(participant) => serve_socket(socket, session, participant, commands).await,
+            Err(rejection) => reject(socket, rejection).await,
+        }
+    })
+}
+
+enum Rejection {
+    Forbidden,
+    MeetingEnded,
+}
+
+fn authenticate(app: &App, meeting: MeetingId, token: &str) -> Result<Participant, Rejection> {
+    let now = app.clock.now_ms();
+    let (base, content) = match token.strip_suffix("#content") {
+        Some(base) => (base, true),
+        None => (token, false),
+    };
+    let mut plane = app.plane();
+    let Some(attendee) = plane.authenticate(meeting, base, now) else {
+        return Err(if plane.get_meeting(meeting, now).is_err() {
+            Rejection::MeetingEnded
+        } else {
+            Rejection::Forbidden
+        });
+    };
+    let capabilities: Capabilities = attendee.capabilities;
+    Ok(Participant {
+        meeting,
+        key: ParticipantKey {
+            attendee: attendee.id,
+            content,
+        },
+        external_user_id: if content {
+            format!("{}#content", attendee.external_user_id)
+        } else {
+            attendee.external_user_id
+        },
+        capabilities,
+    })
+}
+
+async fn reject(mut socket: WebSocket, rejection: Rejection) {
+    let (status, code) = match rejection {
+        Rejection::Forbidden => (403, 4403),
+        Rejection::MeetingEnded => (410, 4410),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let frame = encode_frame(&SdkSignalFrame::audio_status(now, status));
+    let _ = socket.send(Message::Binary(frame.into())).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: "rejected".into(),
+        })))
+        .await;
+}
+
+async fn serve_socket(
+    mut socket: WebSocket,
+    session: SessionId,
+    participant: Participant,
+    commands: mpsc::UnboundedSender<Command>,
+) {
+    let (outbound_tx, mut outbound) = mpsc::unbounded_channel();
+    if commands
+        .send(Command::Open {
+            session,
+            participant,
+            outbound: outbound_tx,
+        })
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            message = socket.recv() => match message {
+                Some(Ok(Message::Binary(bytes))) => match decode_frame(&bytes) {
+                    Ok(frame) => {
+                        let _ = commands.send(Command::Frame { session, frame: Box::new(frame) });
+                    }
+                    Err(e) => tracing::debug!(session, error = %e, "undecodable signaling frame"),
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            out = outbound.recv() => match out {
+                Some(Outbound::Frame(bytes)) => {
+                    if socket.send(Message::Binary(bytes.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close(code)) => {
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: "".into() }))).await;
+                    // Give the client a moment to read the close before the TCP connection goes.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), socket.recv()).await;
+                    break;
+                }
+                None => break,
+            },
+        }
+    }
+    let _ = commands.send(Command::Closed { session });
+}
