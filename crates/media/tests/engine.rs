@@ -1007,3 +1007,85 @@ fn capabilities_are_enforced_live() {
     let tail = &heard[heard.len() - 24_000..];
     assert!(tone_power(tail, 440.0) > 100.0);
 }
+
+mod robustness {
+    //! Outside input never panics the engine: arbitrary SDP offers, arbitrary frames, garbage
+    //! datagrams.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn real_offer() -> String {
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host("10.0.0.9:5000".parse().unwrap(), "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        api.apply().unwrap().0.to_sdp_string()
+    }
+
+    fn joined_sim() -> (Sim, usize) {
+        let mut sim = Sim::new();
+        let a = sim.connect("alice", None, all());
+        let b = sim.connect("bob", None, all());
+        sim.join(a);
+        sim.join(b);
+        sim.subscribe(b, true, &[]);
+        (sim, a)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+        #[test]
+        fn sdp_helpers_never_panic(text in ".{0,400}", mids in proptest::collection::vec("[0-9a-z]{1,3}", 0..4)) {
+            let _ = carillon_media::sdp::OfferLayout::parse(&text);
+            let _ = carillon_media::sdp::label_video_tracks(&text, &mids);
+            let _ = carillon_media::sdp::ssrcs_by_mid(&text);
+        }
+
+        #[test]
+        fn mutated_offers_never_panic(cuts in proptest::collection::vec((0usize..4000, any::<u8>()), 1..8), ids in proptest::collection::vec(0u32..5, 0..5)) {
+            let (mut sim, a) = joined_sim();
+            let mut offer = real_offer().into_bytes();
+            for (pos, byte) in cuts {
+                if !offer.is_empty() {
+                    let i = pos % offer.len();
+                    offer[i] = byte;
+                }
+            }
+            let offer = String::from_utf8_lossy(&offer).into_owned();
+            sim.frame(a, SdkSignalFrame {
+                sub: Some(SdkSubscribeFrame {
+                    duplex: Some(3),
+                    send_streams: vec![SdkStreamDescriptor { media_type: Some(2), ..Default::default() }],
+                    receive_stream_ids: ids,
+                    sdp_offer: Some(offer),
+                    ..Default::default()
+                }),
+                ..SdkSignalFrame::new(FrameType::Subscribe, 0)
+            });
+            // Whatever happened, the client got exactly one SUBSCRIBE_ACK.
+            prop_assert_eq!(sim.frames(a, FrameType::SubscribeAck).len(), 1);
+        }
+
+        #[test]
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), datagram in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let (mut sim, a) = joined_sim();
+            let mut framed = vec![0x05];
+            framed.extend_from_slice(&bytes);
+            if let Ok(frame) = carillon_signaling::decode_frame(&framed) {
+                sim.frame(a, frame);
+            }
+            let server: SocketAddr = SERVER.parse().unwrap();
+            sim.engine.handle_datagram(sim.now, "10.9.9.9:9".parse().unwrap(), server, &datagram);
+            let b_addr = sim.clients[1].addr;
+            sim.engine.handle_datagram(sim.now, b_addr, server, &datagram);
+            sim.run(Duration::from_millis(100));
+        }
+    }
+}

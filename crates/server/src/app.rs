@@ -147,8 +147,12 @@ impl Node {
             format!("http://{host}")
         });
         let candidate = media_candidate(media_addr, &public_url);
-        let (media, media_events) = crate::media::start(media_udp, candidate)
-            .map_err(|e| StartError::Bind(media_addr, e))?;
+        let mut engine = carillon_media::EngineConfig::new(candidate);
+        engine.max_video_publishers = config.media.max_video_publishers;
+        engine.mixer.top_k = config.media.mixer_top_k;
+        engine.reconnect_grace = config.media.reconnect_grace;
+        let (media, media_events) =
+            crate::media::start(media_udp, engine).map_err(|e| StartError::Bind(media_addr, e))?;
         let app = Arc::new(App {
             plane: Mutex::new(plane),
             store,

@@ -76,6 +76,16 @@ pub struct ServeArgs {
     #[arg(long, env = "CARILLON_MEETING_MAX_DURATION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub meeting_max_duration: Option<Duration>,
+    /// Camera videos published per meeting (default 25).
+    #[arg(long, env = "CARILLON_MAX_VIDEO_PUBLISHERS")]
+    pub max_video_publishers: Option<usize>,
+    /// Speakers mixed at once into each listener's audio (default 3).
+    #[arg(long, env = "CARILLON_MIXER_TOP_K")]
+    pub mixer_top_k: Option<usize>,
+    /// How long a dropped client keeps its place in the roster for a reconnect (default 10s).
+    #[arg(long, env = "CARILLON_RECONNECT_GRACE", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub reconnect_grace: Option<Duration>,
     /// Enforce per-operation API rate limits (AWS-like: 10 requests/s, burst 20).
     #[arg(long, env = "CARILLON_API_RATE_LIMIT")]
     #[serde(default)]
@@ -128,10 +138,19 @@ pub struct Config {
     /// True when no credentials were configured and the development pair is in use.
     pub dev_credentials: bool,
     pub limits: carillon_control::Limits,
+    pub media: MediaSettings,
     pub rate_limit: Option<(f64, u32)>,
     pub validation_exception: bool,
     pub full_sync: bool,
     pub test_clock: bool,
+}
+
+/// Media-plane settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaSettings {
+    pub max_video_publishers: usize,
+    pub mixer_top_k: usize,
+    pub reconnect_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +274,17 @@ impl Config {
                 ),
                 max_tags: defaults.max_tags,
             },
+            media: MediaSettings {
+                max_video_publishers: args
+                    .max_video_publishers
+                    .or(file.max_video_publishers)
+                    .unwrap_or(25),
+                mixer_top_k: args.mixer_top_k.or(file.mixer_top_k).unwrap_or(3),
+                reconnect_grace: args
+                    .reconnect_grace
+                    .or(file.reconnect_grace)
+                    .unwrap_or(Duration::from_secs(10)),
+            },
             rate_limit,
             validation_exception: args.validation_exception || file.validation_exception,
             full_sync: args.full_sync || file.full_sync,
@@ -265,6 +295,16 @@ impl Config {
                 "account id must be 12 digits (got '{}')",
                 config.account_id
             )));
+        }
+        if !(1..=250).contains(&config.media.max_video_publishers) {
+            return Err(ConfigError::Invalid(
+                "max-video-publishers must be between 1 and 250".into(),
+            ));
+        }
+        if !(1..=32).contains(&config.media.mixer_top_k) {
+            return Err(ConfigError::Invalid(
+                "mixer-top-k must be between 1 and 32".into(),
+            ));
         }
         if config.dev_credentials && !config.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(

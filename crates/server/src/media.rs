@@ -5,7 +5,6 @@
 //! runtime (WebSockets, REST). Frames cross between them as encoded bytes.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -65,7 +64,7 @@ impl MediaHandle {
 /// Starts the media thread on `socket`. Media events come back on the returned receiver.
 pub fn start(
     socket: std::net::UdpSocket,
-    candidate: SocketAddr,
+    config: EngineConfig,
 ) -> std::io::Result<(MediaHandle, mpsc::UnboundedReceiver<MediaEvent>)> {
     socket.set_nonblocking(true)?;
     let (commands, command_rx) = mpsc::unbounded_channel();
@@ -77,7 +76,7 @@ pub fn start(
                 .enable_all()
                 .build()
                 .expect("a current-thread runtime starts");
-            runtime.block_on(run(socket, candidate, command_rx, events_tx));
+            runtime.block_on(run(socket, config, command_rx, events_tx));
         })?;
     Ok((
         MediaHandle {
@@ -90,7 +89,7 @@ pub fn start(
 
 async fn run(
     socket: std::net::UdpSocket,
-    candidate: SocketAddr,
+    config: EngineConfig,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<MediaEvent>,
 ) {
@@ -101,11 +100,11 @@ async fn run(
             return;
         }
     };
-    let local = socket.local_addr().unwrap_or(candidate);
+    let local = socket.local_addr().unwrap_or(config.candidate);
     let epoch_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mut engine = Engine::new(EngineConfig::new(candidate), Instant::now(), epoch_ms);
+    let mut engine = Engine::new(config, Instant::now(), epoch_ms);
     let mut sessions: HashMap<SessionId, mpsc::UnboundedSender<Outbound>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     loop {

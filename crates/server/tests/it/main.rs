@@ -5,4 +5,5 @@ mod harness;
 mod api;
 mod errors;
 mod lifecycle;
+mod media;
 mod raw_http;
