@@ -167,6 +167,22 @@ export async function createMeeting(api, externalMeetingId) {
   return { Meeting: out.Meeting };
 }
 
+/**
+ * CreateMeeting of a replica (media replication, chime-meetings-api.md §3.11): `PrimaryMeetingId`
+ * is the MeetingId of a live primary. Returns `{ Meeting }`, like `createMeeting`.
+ */
+export async function createReplicaMeeting(api, primaryMeetingId, externalMeetingId) {
+  const out = await api.send(
+    new meetings.CreateMeetingCommand({
+      ClientRequestToken: randomUUID(),
+      MediaRegion: REGION,
+      ExternalMeetingId: externalMeetingId,
+      PrimaryMeetingId: primaryMeetingId,
+    }),
+  );
+  return { Meeting: out.Meeting };
+}
+
 /** CreateAttendee; returns `{ Attendee }`. */
 export async function createAttendee(api, meetingId, externalUserId) {
   const out = await api.send(new meetings.CreateAttendeeCommand({ MeetingId: meetingId, ExternalUserId: externalUserId }));
@@ -344,6 +360,19 @@ export class Participant {
 
   join(meeting, options = {}) {
     return this.call('join', { meeting, attendee: this.attendee, ...options });
+  }
+
+  /**
+   * Replica meetings: `audioVideo.promoteToPrimaryMeeting` with the credentials of a primary
+   * attendee (CreateAttendee JSON, `{ Attendee }`); resolves to the status code name.
+   */
+  promote(attendee) {
+    return this.call('promote', attendee);
+  }
+
+  /** Replica meetings: `audioVideo.demoteFromPrimaryMeeting()`. */
+  demote() {
+    return this.call('demote');
   }
 
   /** Polls `harness.state()` until `predicate(state)` is truthy; returns that state. */

@@ -7,6 +7,7 @@ import {
   DefaultMeetingSession,
   LogLevel,
   MeetingSessionConfiguration,
+  MeetingSessionCredentials,
   MeetingSessionStatusCode,
 } from 'amazon-chime-sdk-js';
 
@@ -31,6 +32,12 @@ const rec = {
   roster: {}, // attendeeId -> { present, externalUserId, muted, volume, maxVolume, signalStrength, dropped }
   remoteVideoSources: [], // latest remoteVideoSourcesDidChange: [{ attendeeId, externalUserId }]
   videoAvailability: null, // latest videoAvailabilityDidChange
+  // videoAvailability.canStartLocalVideo. null = no videoAvailabilityDidChange yet: the SDK starts
+  // from {canStartLocalVideo: false, remoteVideoAvailable: false} and reports changes only, so an
+  // INDEX with at_capacity=true and no sources (a replica attendee's) fires no callback.
+  canStartLocalVideo: null,
+  promotions: [], // promote() results: { attendeeId, externalUserId, code, name, atMs, elapsedMs }
+  demotions: [], // audioVideoWasDemotedFromPrimaryMeeting: { code, name, atMs }
   contentShare: { started: false, stopped: false },
   dataMessages: [], // received on topic 'chat'
   sentDataMessages: [],
@@ -116,7 +123,17 @@ const observer = {
       canStartLocalVideo: availability.canStartLocalVideo,
       remoteVideoAvailable: availability.remoteVideoAvailable,
     };
+    rec.canStartLocalVideo = availability.canStartLocalVideo;
     record('videoAvailabilityDidChange', rec.videoAvailability);
+  },
+  // Replica meetings only: the promotion ended (demote(): OK; DeleteAttendee of the primary
+  // attendee, i.e. a server PRIMARY_MEETING_LEAVE: AudioVideoWasRemovedFromPrimaryMeeting; a
+  // reconnect while promoted: AudioVideoDisconnectedWhilePromoted).
+  audioVideoWasDemotedFromPrimaryMeeting(status) {
+    const code = status.statusCode();
+    const demotion = { code, name: statusName(code), atMs: Date.now() - joinedAt };
+    rec.demotions.push(demotion);
+    record('audioVideoWasDemotedFromPrimaryMeeting', { name: demotion.name, code });
   },
   remoteVideoSourcesDidChange(sources) {
     rec.remoteVideoSources = sources.map((s) => ({
@@ -440,6 +457,45 @@ const harness = {
     requireSession().realtimeSendDataMessage(CHAT_TOPIC, text, lifetimeMs);
     rec.sentDataMessages.push({ text, lifetimeMs });
     record('sendData', { text });
+  },
+
+  /**
+   * Replica meetings: promotes this (replica) session into the primary meeting with the
+   * credentials of a primary attendee (CreateAttendee on the primary), over the live
+   * connection. Takes `{attendeeId, externalUserId, joinToken}` or CreateAttendee JSON
+   * (`{Attendee: {AttendeeId, ExternalUserId, JoinToken}}` or the bare Attendee). Resolves to
+   * the MeetingSessionStatusCode name of the result ('OK', 'AudioAuthenticationRejected', …;
+   * the SDK gives SignalingRequestFailed when no PRIMARY_MEETING_JOIN_ACK comes within its
+   * connection timeout). Every attempt is recorded in state().promotions.
+   */
+  async promote(credentialsJson) {
+    const av = requireSession();
+    const json = credentialsJson?.Attendee ?? credentialsJson ?? {};
+    const credentials = new MeetingSessionCredentials();
+    credentials.attendeeId = json.attendeeId ?? json.AttendeeId ?? null;
+    credentials.externalUserId = json.externalUserId ?? json.ExternalUserId ?? null;
+    credentials.joinToken = json.joinToken ?? json.JoinToken ?? null;
+    const started = Date.now();
+    record('promote', { attendeeId: credentials.attendeeId, externalUserId: credentials.externalUserId });
+    const status = await av.promoteToPrimaryMeeting(credentials);
+    const code = status.statusCode();
+    const result = {
+      attendeeId: credentials.attendeeId,
+      externalUserId: credentials.externalUserId,
+      code,
+      name: statusName(code),
+      atMs: Date.now() - joinedAt,
+      elapsedMs: Date.now() - started,
+    };
+    rec.promotions.push(result);
+    record('promoteResult', result);
+    return result.name;
+  },
+
+  /** Replica meetings: leaves the primary (PRIMARY_MEETING_LEAVE); the session goes on. */
+  async demote() {
+    requireSession().demoteFromPrimaryMeeting();
+    record('demote');
   },
 
   /** stop() and wait for audioVideoDidStop; resolves to the stop status. */

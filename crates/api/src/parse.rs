@@ -462,7 +462,11 @@ fn external_id(v: &mut Violations, field: &str, value: &str) {
     ) {
         return;
     }
-    if value.len() >= 4 && value[..4].eq_ignore_ascii_case("aws:") {
+    // `get` keeps the slice on a character boundary (the class allows multi-byte letters).
+    if value
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
+    {
         v.add(
             field,
             "Member must not start with the reserved prefix 'aws:'",
@@ -548,8 +552,7 @@ fn meeting_features(v: &mut Violations, f: &MeetingFeaturesInput) -> Option<Meet
 fn tag_key(v: &mut Violations, field: &str, key: &str) {
     if v.length(field, key, 1, 128)
         && v.chars(field, key, "^[a-zA-Z+-=._:/]+$", validate::tag_key_char)
-        && key.len() >= 4
-        && key[..4].eq_ignore_ascii_case("aws:")
+        && key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
     {
         v.add(
             field,

@@ -37,37 +37,13 @@ fn owned(values: &'static [&'static str]) -> impl Strategy<Value = String> + Clo
 }
 
 // ----------------------------------------------------------------------------------------
-// Known bugs
+// Regressions
 // ----------------------------------------------------------------------------------------
 
-/// Known bug, see `known_bug_external_id_with_multibyte_char_at_byte_four` below:
-/// `external_id` in src/parse.rs slices `value[..4]` by bytes, which panics when byte 4 falls
-/// inside a multi-byte character (`"abcÀ"`). Bodies that would reach it are skipped so that the
-/// properties keep checking everything else. Remove this guard once the bug is fixed.
-fn hits_known_external_id_bug(body: &[u8]) -> bool {
-    fn walk(v: &Value) -> bool {
-        match v {
-            Value::Array(items) => items.iter().any(walk),
-            Value::Object(members) => members.iter().any(|(k, v)| {
-                let sliced = matches!(
-                    k.as_str(),
-                    "ExternalMeetingId" | "MeetingHostId" | "ExternalUserId"
-                ) && v
-                    .as_str()
-                    .is_some_and(|s| s.len() >= 4 && !s.is_char_boundary(4));
-                sliced || walk(v)
-            }),
-            _ => false,
-        }
-    }
-    serde_json::from_slice::<Value>(body).is_ok_and(|v| walk(&v))
-}
-
+/// Regression (found by the fuzzer): the reserved-prefix check once sliced by bytes and panicked
+/// when byte 4 fell inside a multi-byte character.
 #[test]
-#[ignore = "bug: parse.rs external_id slices value[..4] on a byte index and panics \
-            ('byte index 4 is not a char boundary') when byte 4 is inside a multi-byte \
-            character, e.g. ExternalMeetingId \"abcÀ\""]
-fn known_bug_external_id_with_multibyte_char_at_byte_four() {
+fn external_ids_with_multibyte_characters_near_the_prefix() {
     let m = "4101582d-72d2-451b-8ac0-f0f127992713";
     let cases = [
         (
@@ -1250,9 +1226,6 @@ impl World {
             Ok(json) => to_bytes(&self.resolve(json)),
             Err(raw) => raw.clone(),
         };
-        if hits_known_external_id_bug(&body) {
-            return Ok(());
-        }
         let command = match parse_command(routed, &query, &body, req.validation) {
             Ok(command) => command,
             Err(e) => return check_client_error(&e),
@@ -1319,7 +1292,6 @@ proptest! {
         body in any_body(),
         validation in select(&[Exception::BadRequest, Exception::Validation][..]),
     ) {
-        prop_assume!(!hits_known_external_id_bug(&body));
         let route = route_for(op, m.parse().unwrap(), a.parse().unwrap());
         if let Err(e) = parse_command(route, &Query::parse(&raw_query), &body, validation) {
             check_client_error(&e)?;
@@ -1335,7 +1307,6 @@ proptest! {
     ) {
         let world = World::new(seed, Limits::default(), "us-east-1");
         let body = to_bytes(&world.resolve(&body));
-        prop_assume!(!hits_known_external_id_bug(&body));
         let route = route_for(op, world.meetings[0].0, world.attendees[0].1);
         if let Err(e) = parse_command(route, &Query::default(), &body, Exception::BadRequest) {
             check_client_error(&e)?;

@@ -67,7 +67,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
     /// Requests of each operation to pre-sign for the mix (default: sized from the /healthz
-    /// throughput so the mix cannot run out).
+    /// throughput, at most 97,000 so that every meeting created fits the server's quota).
     #[arg(long)]
     mix_requests: Option<usize>,
     /// Afterwards, also run each operation of the mix alone (diagnostics: a fresh server per
@@ -84,6 +84,11 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.connections == 0 || args.duration.is_zero() || args.client_threads == 0 {
         eprintln!("carillon-loadgen: --connections, --duration and --client-threads must be > 0");
+        return ExitCode::from(2);
+    }
+    // Requests are signed before a phase and stay valid for the server's 15-minute skew.
+    if args.warmup + args.duration > Duration::from_secs(12 * 60) {
+        eprintln!("carillon-loadgen: --warmup + --duration must stay under 12 minutes");
         return ExitCode::from(2);
     }
     let runtime = if args.client_threads == 1 {
@@ -163,8 +168,9 @@ async fn run(args: &Args) -> Result<(), String> {
     let signer = Signer::new(&server.addr.to_string())?;
     let mix = mix::prepare(server.addr, &signer, &MIX, per_op).await?;
     println!(
-        "  set-up          {} pool meetings (10 seed attendees each, CreateAttendee spread so no meeting exceeds {}), {} requests pre-signed in {:.1} s",
+        "  set-up          {} pool meetings ({} seed attendees each, CreateAttendee spread so no meeting exceeds {}), {} requests pre-signed in {:.1} s",
         mix.pool_meetings,
+        mix::SEED_ATTENDEES,
         mix::MAX_ATTENDEES_PER_MEETING,
         thousands((4 * mix.per_op) as f64),
         started.elapsed().as_secs_f64()
@@ -302,16 +308,22 @@ async fn timed_phase(
     let threads: Vec<String> = cpu
         .server_threads
         .iter()
-        .filter(|(_, seconds)| **seconds > 0.0)
-        .map(|(name, seconds)| {
+        .filter(|(_, times)| cpu.cores(times.running) >= 0.005)
+        .map(|(name, times)| {
             format!(
-                "{name} {:.2} cores ({:.1} µs/request)",
-                cpu.cores(*seconds),
-                per_request(*seconds)
+                "{name} {:.2} cores ({:.1} µs/request, waited for a CPU {:.2} cores)",
+                cpu.cores(times.running),
+                per_request(times.running),
+                cpu.cores(times.waiting)
             )
         })
         .collect();
-    println!("  server threads  {}", threads.join(", "));
+    println!("  server threads  {}", threads.join("; "));
+    println!(
+        "  client threads  {:.2} cores, waited for a CPU {:.2} cores",
+        cpu.cores(cpu.client_threads.running),
+        cpu.cores(cpu.client_threads.waiting)
+    );
     if cpu.cores(cpu.other) > 0.2 {
         println!(
             "  WARNING         other processes kept {:.2} cores busy during this phase: the numbers are disturbed",

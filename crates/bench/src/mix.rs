@@ -14,7 +14,7 @@ use crate::sign::{Op, Prepared, Signer};
 /// Chime allows 250 attendees per meeting; the mix keeps every meeting well under that.
 pub const MAX_ATTENDEES_PER_MEETING: usize = 200;
 /// Attendees created in each pool meeting before the mix, for GetAttendee to read.
-const SEED_ATTENDEES: usize = 10;
+pub const SEED_ATTENDEES: usize = 10;
 /// The mix spreads over at least this many pre-created meetings.
 const MIN_POOL_MEETINGS: usize = 250;
 /// Distinct GetAttendee and ListAttendees requests, re-sent in a cycle (they are idempotent).

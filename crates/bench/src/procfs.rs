@@ -26,31 +26,50 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// CPU time (user + system, all threads) in seconds, from `/proc/<pid>/stat`.
 pub fn cpu_seconds(pid: &str) -> Result<f64, String> {
-    Ok(stat_cpu(&format!("/proc/{pid}/stat"))?.1)
+    stat_cpu(&format!("/proc/{pid}/stat"))
 }
 
-/// CPU seconds of a process's live threads, summed per thread name (`/proc/<pid>/task/*/stat`).
-pub fn thread_cpu_seconds(pid: &str) -> Result<BTreeMap<String, f64>, String> {
+/// Scheduler times of a group of threads, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadTimes {
+    /// Running on a CPU.
+    pub running: f64,
+    /// Runnable but waiting for a CPU (the machine is oversubscribed).
+    pub waiting: f64,
+}
+
+/// Scheduler times of a process's live threads, summed per thread name, from
+/// `/proc/<pid>/task/*/{comm,schedstat}`.
+pub fn thread_times(pid: &str) -> Result<BTreeMap<String, ThreadTimes>, String> {
     let dir = format!("/proc/{pid}/task");
-    let mut by_name = BTreeMap::new();
+    let mut by_name: BTreeMap<String, ThreadTimes> = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
         let Ok(entry) = entry else { continue };
-        // A thread may exit between the listing and the read: skip it.
-        if let Ok((name, seconds)) = stat_cpu(&entry.path().join("stat").to_string_lossy()) {
-            *by_name.entry(name).or_insert(0.0) += seconds;
-        }
+        let path = entry.path();
+        // A thread may exit between the listing and the reads: skip it.
+        let (Ok(name), Ok(schedstat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let mut fields = schedstat
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0) as f64 / 1e9);
+        let times = by_name.entry(name.trim().to_owned()).or_default();
+        times.running += fields.next().unwrap_or(0.0);
+        times.waiting += fields.next().unwrap_or(0.0);
     }
     Ok(by_name)
 }
 
-/// The name and the CPU seconds (utime + stime) in a `stat` file.
-fn stat_cpu(path: &str) -> Result<(String, f64), String> {
+/// The CPU seconds (utime + stime) in a `stat` file.
+fn stat_cpu(path: &str) -> Result<f64, String> {
     let stat = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     // The name (field 2) is in parentheses and may contain spaces.
-    let (head, rest) = stat
+    let (_, rest) = stat
         .rsplit_once(')')
         .ok_or_else(|| format!("unexpected {path}"))?;
-    let name = head.split_once('(').map_or("", |(_, n)| n).to_owned();
     // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| -> Result<f64, String> {
@@ -60,7 +79,7 @@ fn stat_cpu(path: &str) -> Result<(String, f64), String> {
             .map(|t| t as f64)
             .ok_or_else(|| format!("unexpected {path}"))
     };
-    Ok((name, (ticks(11)? + ticks(12)?) / TICKS_PER_SECOND))
+    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
 }
 
 /// CPU time the whole machine spent busy (every core, every process), in seconds, from
@@ -89,8 +108,10 @@ pub struct CpuUse {
     pub other: f64,
     /// Wall-clock seconds of the interval.
     pub wall: f64,
-    /// The server's CPU seconds per thread name (e.g. `tokio-runtime-w`, `carillon-store`).
-    pub server_threads: BTreeMap<String, f64>,
+    /// The server's threads by name (e.g. `tokio-rt-worker`, `carillon-store`).
+    pub server_threads: BTreeMap<String, ThreadTimes>,
+    /// The load generator's threads, together.
+    pub client_threads: ThreadTimes,
 }
 
 impl CpuUse {
@@ -104,7 +125,8 @@ impl CpuUse {
 pub struct CpuMark {
     server_pid: String,
     server: f64,
-    server_threads: BTreeMap<String, f64>,
+    server_threads: BTreeMap<String, ThreadTimes>,
+    client_threads: ThreadTimes,
     client: f64,
     machine: f64,
     at: std::time::Instant,
@@ -115,7 +137,8 @@ impl CpuMark {
         let server_pid = server_pid.to_string();
         Ok(CpuMark {
             server: cpu_seconds(&server_pid)?,
-            server_threads: thread_cpu_seconds(&server_pid)?,
+            server_threads: thread_times(&server_pid)?,
+            client_threads: total(&thread_times("self")?),
             client: cpu_seconds("self")?,
             machine: machine_busy_seconds()?,
             server_pid,
@@ -128,16 +151,32 @@ impl CpuMark {
         let server = cpu_seconds(&self.server_pid)? - self.server;
         let client = cpu_seconds("self")? - self.client;
         let machine = machine_busy_seconds()? - self.machine;
-        let mut server_threads = thread_cpu_seconds(&self.server_pid)?;
-        for (name, seconds) in &mut server_threads {
-            *seconds -= self.server_threads.get(name).copied().unwrap_or(0.0);
+        let mut server_threads = thread_times(&self.server_pid)?;
+        for (name, times) in &mut server_threads {
+            let before = self.server_threads.get(name).copied().unwrap_or_default();
+            times.running -= before.running;
+            times.waiting -= before.waiting;
         }
+        let client_now = total(&thread_times("self")?);
         Ok(CpuUse {
             server,
             client,
             other: (machine - server - client).max(0.0),
             wall,
             server_threads,
+            client_threads: ThreadTimes {
+                running: client_now.running - self.client_threads.running,
+                waiting: client_now.waiting - self.client_threads.waiting,
+            },
         })
     }
+}
+
+fn total(threads: &BTreeMap<String, ThreadTimes>) -> ThreadTimes {
+    threads
+        .values()
+        .fold(ThreadTimes::default(), |sum, t| ThreadTimes {
+            running: sum.running + t.running,
+            waiting: sum.waiting + t.waiting,
+        })
 }

@@ -20,6 +20,11 @@ pub struct Server {
 impl Server {
     /// Starts `bin serve` and waits (up to 30 s) for its `api http://…` line.
     pub fn start(bin: &Path) -> Result<Server, String> {
+        Server::start_with(bin, &[], &[])
+    }
+
+    /// The same with extra flags and environment variables.
+    pub fn start_with(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let data_dir = tempfile::Builder::new()
             .prefix("carillon-bench-")
             .tempdir()
@@ -35,6 +40,8 @@ impl Server {
             .env("CARILLON_LOG", "warn")
             .env_remove("CARILLON_CREDENTIALS")
             .env_remove("CARILLON_CONFIG")
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

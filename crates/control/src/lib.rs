@@ -13,11 +13,13 @@
 //! `carillon-store`.
 
 pub mod error;
+pub mod event;
 pub mod ids;
 pub mod model;
 pub mod plane;
 
 pub use error::ControlError;
+pub use event::{Event, EventKind, EventTarget, EventTranscription};
 pub use ids::{AttendeeId, InvalidGuid, MeetingId, is_guid};
 pub use model::*;
 pub use plane::{

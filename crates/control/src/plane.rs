@@ -9,7 +9,7 @@
 //!
 //! Nothing here reads a clock, a socket or a file, so tests drive it with a simulated clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,6 +17,7 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 use crate::error::ControlError;
+use crate::event::{Event, EventKind, EventTarget, EventTranscription};
 use crate::ids::{AttendeeId, MeetingId};
 use crate::model::{
     Attendee, Capabilities, ContentResolution, EpochMillis, Meeting, MeetingFeatures, MeetingSpec,
@@ -56,13 +57,15 @@ impl Default for Limits {
     }
 }
 
-/// A state change to persist. `RemoveMeeting` also removes the meeting's attendees.
+/// A state change to persist. `RemoveMeeting` also removes the meeting's attendees. `Event`
+/// goes to the outbox, in the same transaction as the changes queued with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     PutMeeting(Box<Meeting>),
     RemoveMeeting(MeetingId),
     PutAttendee(Attendee),
     RemoveAttendee(MeetingId, AttendeeId),
+    Event(Box<Event>),
 }
 
 /// Why a meeting ended.
@@ -139,6 +142,40 @@ pub struct Snapshot {
     pub meetings: Vec<Meeting>,
     pub attendees: Vec<Attendee>,
 }
+
+/// What every event of a meeting carries, and where it goes.
+#[derive(Debug, Clone)]
+struct EventContext {
+    meeting_id: MeetingId,
+    external_meeting_id: String,
+    media_region: String,
+    control_region: String,
+    account: String,
+    targets: Vec<EventTarget>,
+}
+
+impl EventContext {
+    /// `None` when the meeting's events go nowhere (then none is written).
+    fn of(meeting: &Meeting, global: &[EventTarget]) -> Option<EventContext> {
+        let mut targets = EventTarget::of_notifications(meeting.spec.notifications.as_ref());
+        targets.extend(global.iter().cloned());
+        if targets.is_empty() {
+            return None;
+        }
+        Some(EventContext {
+            meeting_id: meeting.id,
+            external_meeting_id: meeting.spec.external_meeting_id.clone(),
+            media_region: meeting.spec.media_region.clone(),
+            control_region: meeting.control_region.clone(),
+            account: meeting.account_id.clone(),
+            targets,
+        })
+    }
+}
+
+/// Meetings ended recently, kept so that the media plane's last reports about them (the
+/// attendees it disconnects when a meeting ends) still become events.
+const RECENTLY_ENDED: usize = 1024;
 
 struct LiveMeeting {
     meeting: Meeting,
@@ -224,6 +261,10 @@ pub struct ControlPlane {
     attendee_meetings: HashMap<AttendeeId, MeetingId>,
     changes: Vec<Change>,
     notices: Vec<Notice>,
+    /// Targets every event goes to besides the meeting's own (webhooks, EventBridge).
+    global_targets: Vec<EventTarget>,
+    recently_ended: HashMap<MeetingId, EventContext>,
+    ended_order: VecDeque<MeetingId>,
 }
 
 impl ControlPlane {
@@ -238,7 +279,17 @@ impl ControlPlane {
             attendee_meetings: HashMap::new(),
             changes: Vec::new(),
             notices: Vec::new(),
+            global_targets: Vec::new(),
+            recently_ended: HashMap::new(),
+            ended_order: VecDeque::new(),
         }
+    }
+
+    /// Targets every meeting's events go to, in addition to its `NotificationsConfiguration`
+    /// (the configured webhooks and EventBridge). Set it before [`ControlPlane::load_snapshot`]
+    /// so that meetings ending at start-up report to them too.
+    pub fn set_event_targets(&mut self, targets: Vec<EventTarget>) {
+        self.global_targets = targets;
     }
 
     /// Rebuilds the state from the store after a restart. Nobody is connected after a restart,
@@ -252,42 +303,46 @@ impl ControlPlane {
         now: EpochMillis,
     ) -> Self {
         let mut plane = ControlPlane::new(limits, account_id, rng);
+        plane.load_snapshot(snapshot, now);
+        plane
+    }
+
+    /// What [`ControlPlane::restore`] does, on a plane made with [`ControlPlane::new`] (and
+    /// configured, e.g. with [`ControlPlane::set_event_targets`]). Drain the changes afterwards.
+    pub fn load_snapshot(&mut self, snapshot: Snapshot, now: EpochMillis) {
         for mut meeting in snapshot.meetings {
             if meeting.idle_since.is_none() {
                 meeting.idle_since = Some(now);
-                plane
-                    .changes
+                self.changes
                     .push(Change::PutMeeting(Box::new(meeting.clone())));
             }
             if let Some(token) = &meeting.client_request_token {
-                plane.request_tokens.insert(token.clone(), meeting.id);
+                self.request_tokens.insert(token.clone(), meeting.id);
             }
-            plane.meetings.insert(meeting.id, LiveMeeting::new(meeting));
+            self.meetings.insert(meeting.id, LiveMeeting::new(meeting));
         }
         for attendee in snapshot.attendees {
-            if let Some(live) = plane.meetings.get_mut(&attendee.meeting_id) {
-                plane
-                    .attendee_meetings
+            if let Some(live) = self.meetings.get_mut(&attendee.meeting_id) {
+                self.attendee_meetings
                     .insert(attendee.id, attendee.meeting_id);
                 live.insert_attendee(attendee);
             }
         }
-        let replicas: Vec<(MeetingId, MeetingId)> = plane
+        let replicas: Vec<(MeetingId, MeetingId)> = self
             .meetings
             .values()
             .filter_map(|m| Some((m.meeting.id, m.meeting.spec.primary_meeting_id?)))
             .collect();
         for (replica, primary) in replicas {
-            match plane.meetings.get_mut(&primary) {
+            match self.meetings.get_mut(&primary) {
                 Some(p) => {
                     p.replicas.insert(replica);
                 }
                 // Deletions are atomic, so this only happens with a damaged database.
-                None => plane.end_meeting(replica, EndReason::PrimaryEnded),
+                None => self.end_meeting(replica, EndReason::PrimaryEnded, now),
             }
         }
-        plane.sweep(now);
-        plane
+        self.sweep(now);
     }
 
     /// The configured limits.
@@ -318,7 +373,7 @@ impl ControlPlane {
             .filter_map(|m| Some((m.meeting.id, m.expiry(&self.limits, now)?)))
             .collect();
         for (id, reason) in expired {
-            self.end_meeting(id, reason);
+            self.end_meeting(id, reason, now);
         }
     }
 
@@ -424,6 +479,9 @@ impl ControlPlane {
         }
         self.changes
             .push(Change::PutMeeting(Box::new(meeting.clone())));
+        if let Some(context) = EventContext::of(&meeting, &self.global_targets) {
+            self.emit(&context, EventKind::MeetingStarted, None, None, now);
+        }
         self.meetings.insert(id, LiveMeeting::new(meeting.clone()));
         Ok(meeting)
     }
@@ -440,7 +498,7 @@ impl ControlPlane {
     /// DeleteMeeting: ends the meeting, its attendees and, for a primary, its replicas.
     pub fn delete_meeting(&mut self, id: MeetingId, now: EpochMillis) -> Result<(), ControlError> {
         self.live(id, now)?;
-        self.end_meeting(id, EndReason::Deleted);
+        self.end_meeting(id, EndReason::Deleted, now);
         Ok(())
     }
 
@@ -455,7 +513,7 @@ impl ControlPlane {
         now: EpochMillis,
     ) -> Result<Attendee, ControlError> {
         self.live(meeting, now)?;
-        self.add_attendee(meeting, request)
+        self.add_attendee(meeting, request, now)
     }
 
     /// BatchCreateAttendee: per-item failures are reported, not raised. Items that already
@@ -477,7 +535,7 @@ impl ControlPlane {
                 }
             };
             let external_user_id = request.external_user_id.clone();
-            match self.add_attendee(meeting, request) {
+            match self.add_attendee(meeting, request, now) {
                 Ok(attendee) => outcome.attendees.push(attendee),
                 Err(error) => outcome.errors.push((Some(external_user_id), error)),
             }
@@ -533,10 +591,15 @@ impl ControlPlane {
         now: EpochMillis,
     ) -> Result<(), ControlError> {
         let live = self.live(meeting, now)?;
-        live.remove_attendee(attendee)
+        let removed = live
+            .remove_attendee(attendee)
             .ok_or(ControlError::AttendeeNotFound { meeting, attendee })?;
         self.attendee_meetings.remove(&attendee);
         self.changes.push(Change::RemoveAttendee(meeting, attendee));
+        if let Some(context) = self.context(meeting) {
+            let who = Some((attendee.to_string(), removed.external_user_id));
+            self.emit(&context, EventKind::AttendeeDeleted, who, None, now);
+        }
         self.notices
             .push(Notice::AttendeeDeleted { meeting, attendee });
         Ok(())
@@ -610,9 +673,18 @@ impl ControlPlane {
         now: EpochMillis,
     ) -> Result<(), ControlError> {
         let live = self.live(meeting, now)?;
+        let details = EventTranscription {
+            region: transcription.region.clone(),
+            configuration_json: transcription.configuration_json.clone(),
+        };
         live.meeting.transcription = Some(transcription);
         let record = live.meeting.clone();
         self.changes.push(Change::PutMeeting(Box::new(record)));
+        // A second start on a running transcription is an update: Chime reports it again.
+        if let Some(context) = self.context(meeting) {
+            let kind = EventKind::TranscriptionStarted;
+            self.emit(&context, kind, None, Some(details), now);
+        }
         Ok(())
     }
 
@@ -625,9 +697,17 @@ impl ControlPlane {
     ) -> Result<Option<Transcription>, ControlError> {
         let live = self.live(meeting, now)?;
         let previous = live.meeting.transcription.take();
-        if previous.is_some() {
+        if let Some(stopped) = &previous {
             let record = live.meeting.clone();
             self.changes.push(Change::PutMeeting(Box::new(record)));
+            if let Some(context) = self.context(meeting) {
+                let details = EventTranscription {
+                    region: stopped.region.clone(),
+                    configuration_json: stopped.configuration_json.clone(),
+                };
+                let kind = EventKind::TranscriptionStopped;
+                self.emit(&context, kind, None, Some(details), now);
+            }
         }
         Ok(previous)
     }
@@ -748,7 +828,108 @@ impl ControlPlane {
         }
     }
 
+    /// A join token was accepted on the signaling WebSocket (`chime:AttendeeAuthorized`);
+    /// `content` is true for the content-share connection (`<AttendeeId>#content`).
+    pub fn attendee_authorized(
+        &mut self,
+        meeting: MeetingId,
+        attendee: &Attendee,
+        content: bool,
+        now: EpochMillis,
+    ) {
+        let Some(context) = self.context(meeting) else {
+            return;
+        };
+        let who = if content {
+            (
+                format!("{}#content", attendee.id),
+                format!("{}#content", attendee.external_user_id),
+            )
+        } else {
+            (attendee.id.to_string(), attendee.external_user_id.clone())
+        };
+        self.emit(
+            &context,
+            EventKind::AttendeeAuthorized,
+            Some(who),
+            None,
+            now,
+        );
+    }
+
+    /// The media plane reports an attendee event (joined, left, dropped, video and content
+    /// share). `attendee` is the base attendee; content-share kinds get the `#content` id.
+    /// `external_user_id` is as the media plane knows it (with `#content` for content).
+    /// Reports about a meeting that ended moments ago still become events.
+    pub fn record_media_event(
+        &mut self,
+        meeting: MeetingId,
+        kind: EventKind,
+        attendee: AttendeeId,
+        external_user_id: &str,
+        now: EpochMillis,
+    ) {
+        let Some(context) = self.context(meeting) else {
+            return;
+        };
+        let id = if kind.is_content() {
+            format!("{attendee}#content")
+        } else {
+            attendee.to_string()
+        };
+        self.emit(
+            &context,
+            kind,
+            Some((id, external_user_id.to_owned())),
+            None,
+            now,
+        );
+    }
+
     // ----- internals -----
+
+    /// The event context of a live or recently ended meeting, if its events go anywhere.
+    fn context(&self, meeting: MeetingId) -> Option<EventContext> {
+        match self.meetings.get(&meeting) {
+            Some(live) => EventContext::of(&live.meeting, &self.global_targets),
+            None => self.recently_ended.get(&meeting).cloned(),
+        }
+    }
+
+    /// Queues an event for the outbox, next to the changes of the same call.
+    fn emit(
+        &mut self,
+        context: &EventContext,
+        kind: EventKind,
+        attendee: Option<(String, String)>,
+        transcription: Option<EventTranscription>,
+        now: EpochMillis,
+    ) {
+        let mut bytes = [0u8; 16];
+        self.rng.fill_bytes(&mut bytes);
+        let id = uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .hyphenated()
+            .to_string();
+        let (attendee_id, external_user_id) = match attendee {
+            Some((a, e)) => (Some(a), Some(e)),
+            None => (None, None),
+        };
+        self.changes.push(Change::Event(Box::new(Event {
+            id,
+            kind,
+            time: now,
+            account: context.account.clone(),
+            control_region: context.control_region.clone(),
+            media_region: context.media_region.clone(),
+            meeting_id: context.meeting_id,
+            external_meeting_id: context.external_meeting_id.clone(),
+            attendee_id,
+            external_user_id,
+            transcription,
+            targets: context.targets.clone(),
+        })));
+    }
 
     /// The live meeting, ending it first if its timers (or its primary's) have run out.
     fn live(&mut self, id: MeetingId, now: EpochMillis) -> Result<&mut LiveMeeting, ControlError> {
@@ -760,7 +941,7 @@ impl ControlPlane {
             ),
         };
         if let Some(reason) = expiry {
-            self.end_meeting(id, reason);
+            self.end_meeting(id, reason, now);
             return Err(ControlError::MeetingNotFound(id));
         }
         if let Some(primary) = primary
@@ -769,7 +950,7 @@ impl ControlPlane {
                 .get(&primary)
                 .and_then(|p| p.expiry(&self.limits, now))
         {
-            self.end_meeting(primary, reason);
+            self.end_meeting(primary, reason, now);
             return Err(ControlError::MeetingNotFound(id));
         }
         self.meetings
@@ -798,6 +979,7 @@ impl ControlPlane {
         &mut self,
         meeting: MeetingId,
         request: AttendeeRequest,
+        now: EpochMillis,
     ) -> Result<Attendee, ControlError> {
         let limits = &self.limits;
         let live = self
@@ -840,15 +1022,20 @@ impl ControlPlane {
         live.insert_attendee(attendee.clone());
         self.attendee_meetings.insert(id, meeting);
         self.changes.push(Change::PutAttendee(attendee.clone()));
+        // Only a newly created attendee is reported; an idempotent repeat returned above.
+        if let Some(context) = self.context(meeting) {
+            let who = Some((id.to_string(), attendee.external_user_id.clone()));
+            self.emit(&context, EventKind::AttendeeAdded, who, None, now);
+        }
         Ok(attendee)
     }
 
-    fn end_meeting(&mut self, id: MeetingId, reason: EndReason) {
+    fn end_meeting(&mut self, id: MeetingId, reason: EndReason, now: EpochMillis) {
         let Some(live) = self.meetings.remove(&id) else {
             return;
         };
         for replica in &live.replicas {
-            self.end_meeting(*replica, EndReason::PrimaryEnded);
+            self.end_meeting(*replica, EndReason::PrimaryEnded, now);
         }
         if let Some(primary) = live.meeting.spec.primary_meeting_id
             && let Some(p) = self.meetings.get_mut(&primary)
@@ -864,6 +1051,16 @@ impl ControlPlane {
             self.request_tokens.remove(token);
         }
         self.changes.push(Change::RemoveMeeting(id));
+        if let Some(context) = EventContext::of(&live.meeting, &self.global_targets) {
+            self.emit(&context, EventKind::MeetingEnded, None, None, now);
+            if self.ended_order.len() >= RECENTLY_ENDED
+                && let Some(oldest) = self.ended_order.pop_front()
+            {
+                self.recently_ended.remove(&oldest);
+            }
+            self.ended_order.push_back(id);
+            self.recently_ended.insert(id, context);
+        }
         self.notices.push(Notice::MeetingEnded {
             meeting: id,
             reason,

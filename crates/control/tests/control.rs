@@ -478,3 +478,310 @@ fn restore_rebuilds_state_and_restarts_idle_timers() {
     q.delete_meeting(m.id, 12 * MIN).unwrap();
     assert!(q.get_meeting(r.id, 12 * MIN).is_err());
 }
+
+// ----- events -----
+
+const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:meeting-events";
+
+fn notified_spec(external: &str) -> MeetingSpec {
+    let mut s = spec(external);
+    s.notifications = Some(Notifications {
+        sqs_queue_arn: Some(QUEUE.into()),
+        ..Default::default()
+    });
+    s
+}
+
+fn create_notified(p: &mut ControlPlane, external: &str, now: u64) -> Meeting {
+    p.create_meeting(
+        CreateMeeting {
+            client_request_token: Some(format!("tok-{external}")),
+            spec: notified_spec(external),
+        },
+        &caller(),
+        now,
+    )
+    .unwrap()
+}
+
+/// The events among the queued changes, leaving the rest.
+fn events(p: &mut ControlPlane) -> Vec<Event> {
+    p.take_changes()
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::Event(e) => Some(*e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kinds(events: &[Event]) -> Vec<EventKind> {
+    events.iter().map(|e| e.kind).collect()
+}
+
+#[test]
+fn no_target_no_event() {
+    let mut p = plane();
+    let m = create(&mut p, "quiet", 0);
+    attendee(&mut p, m.id, "alice", 1).unwrap();
+    p.delete_meeting(m.id, 2).unwrap();
+    assert!(events(&mut p).is_empty());
+}
+
+#[test]
+fn meeting_lifecycle_events_carry_the_envelope_fields() {
+    let mut p = plane();
+    let m = create_notified(&mut p, "standup", 1_000);
+    // The change and its event are queued by the same call, change first.
+    let changes = p.take_changes();
+    assert!(matches!(
+        changes.as_slice(),
+        [Change::PutMeeting(_), Change::Event(_)]
+    ));
+    let Change::Event(started) = &changes[1] else {
+        unreachable!()
+    };
+    assert_eq!(started.kind, EventKind::MeetingStarted);
+    assert_eq!(started.meeting_id, m.id);
+    assert_eq!(started.external_meeting_id, "standup");
+    assert_eq!(started.account, "123456789012");
+    assert_eq!(started.control_region, "us-east-1");
+    assert_eq!(started.media_region, "us-east-1");
+    assert_eq!(started.time, 1_000);
+    assert_eq!(started.attendee_id, None);
+    assert_eq!(started.targets, vec![EventTarget::Sqs(QUEUE.into())]);
+    assert!(is_guid(&started.id));
+    // An idempotent repeat of CreateMeeting reports nothing.
+    p.create_meeting(
+        CreateMeeting {
+            client_request_token: Some("tok-standup".into()),
+            spec: notified_spec("standup"),
+        },
+        &caller(),
+        1_001,
+    )
+    .unwrap();
+    assert!(events(&mut p).is_empty());
+    p.delete_meeting(m.id, 2_000).unwrap();
+    let ended = events(&mut p);
+    assert_eq!(kinds(&ended), [EventKind::MeetingEnded]);
+    assert_eq!(ended[0].time, 2_000);
+    assert_ne!(ended[0].id, started.id);
+}
+
+#[test]
+fn attendee_events_only_for_new_attendees() {
+    let mut p = plane();
+    let m = create_notified(&mut p, "m", 0);
+    events(&mut p);
+    let alice = attendee(&mut p, m.id, "alice", 1).unwrap();
+    let added = events(&mut p);
+    assert_eq!(kinds(&added), [EventKind::AttendeeAdded]);
+    assert_eq!(
+        added[0].attendee_id.as_deref(),
+        Some(alice.id.to_string().as_str())
+    );
+    assert_eq!(added[0].external_user_id.as_deref(), Some("alice"));
+    // Same ExternalUserId (any case): the existing attendee, no event.
+    attendee(&mut p, m.id, "ALICE", 2).unwrap();
+    assert!(events(&mut p).is_empty());
+    // Batch: one event per newly created attendee, none for repeats or failures.
+    let outcome = p
+        .batch_create_attendee(
+            m.id,
+            vec![
+                Ok(AttendeeRequest {
+                    external_user_id: "bob".into(),
+                    capabilities: None,
+                }),
+                Ok(AttendeeRequest {
+                    external_user_id: "alice".into(),
+                    capabilities: None,
+                }),
+                Err((Some("bad".into()), ControlError::Invalid("no".into()))),
+                Ok(AttendeeRequest {
+                    external_user_id: "carol".into(),
+                    capabilities: None,
+                }),
+            ],
+            3,
+        )
+        .unwrap();
+    assert_eq!(outcome.attendees.len(), 3);
+    let batch = events(&mut p);
+    assert_eq!(
+        batch
+            .iter()
+            .map(|e| e.external_user_id.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["bob", "carol"]
+    );
+    p.delete_attendee(m.id, alice.id, 4).unwrap();
+    let deleted = events(&mut p);
+    assert_eq!(kinds(&deleted), [EventKind::AttendeeDeleted]);
+    assert_eq!(deleted[0].external_user_id.as_deref(), Some("alice"));
+    // Capability updates and tags are not events.
+    p.tag_resource(
+        &m.arn(),
+        vec![Tag {
+            key: "k".into(),
+            value: "v".into(),
+        }],
+        5,
+    )
+    .unwrap();
+    assert!(events(&mut p).is_empty());
+}
+
+#[test]
+fn media_plane_and_authorization_events() {
+    let mut p = plane();
+    let m = create_notified(&mut p, "m", 0);
+    let alice = attendee(&mut p, m.id, "alice", 0).unwrap();
+    events(&mut p);
+    p.attendee_authorized(m.id, &alice, false, 1);
+    p.attendee_authorized(m.id, &alice, true, 1);
+    p.attendee_connected(m.id, alice.id, 2);
+    p.record_media_event(m.id, EventKind::AttendeeJoined, alice.id, "alice", 2);
+    p.record_media_event(
+        m.id,
+        EventKind::AttendeeContentJoined,
+        alice.id,
+        "alice#content",
+        3,
+    );
+    let got = events(&mut p);
+    assert_eq!(
+        kinds(&got),
+        [
+            EventKind::AttendeeAuthorized,
+            EventKind::AttendeeAuthorized,
+            EventKind::AttendeeJoined,
+            EventKind::AttendeeContentJoined
+        ]
+    );
+    let id = alice.id.to_string();
+    let content = format!("{id}#content");
+    assert_eq!(got[0].attendee_id.as_deref(), Some(id.as_str()));
+    assert_eq!(got[1].attendee_id.as_deref(), Some(content.as_str()));
+    assert_eq!(got[1].external_user_id.as_deref(), Some("alice#content"));
+    assert_eq!(got[2].attendee_id.as_deref(), Some(id.as_str()));
+    assert_eq!(got[3].attendee_id.as_deref(), Some(content.as_str()));
+    // Reports that arrive just after the meeting ended still become events.
+    p.delete_meeting(m.id, 4).unwrap();
+    p.record_media_event(m.id, EventKind::AttendeeLeft, alice.id, "alice", 5);
+    assert_eq!(
+        kinds(&events(&mut p)),
+        [EventKind::MeetingEnded, EventKind::AttendeeLeft]
+    );
+    // An unknown meeting: nothing.
+    p.record_media_event(
+        "00000000-0000-4000-8000-000000000000".parse().unwrap(),
+        EventKind::AttendeeLeft,
+        alice.id,
+        "alice",
+        6,
+    );
+    assert!(events(&mut p).is_empty());
+}
+
+#[test]
+fn transcription_events() {
+    let mut p = plane();
+    let m = create_notified(&mut p, "m", 0);
+    events(&mut p);
+    let t = Transcription {
+        engine: TranscriptionEngine::Transcribe,
+        region: "us-east-2".into(),
+        configuration_json: r#"{"EngineTranscribeSettings":{"LanguageCode":"en-US"}}"#.into(),
+        started_at: 1,
+    };
+    p.start_transcription(m.id, t.clone(), 1).unwrap();
+    // A second start is a configuration update, reported again.
+    p.start_transcription(m.id, t.clone(), 2).unwrap();
+    p.stop_transcription(m.id, 3).unwrap();
+    // Stopping when nothing runs reports nothing.
+    p.stop_transcription(m.id, 4).unwrap();
+    let got = events(&mut p);
+    assert_eq!(
+        kinds(&got),
+        [
+            EventKind::TranscriptionStarted,
+            EventKind::TranscriptionStarted,
+            EventKind::TranscriptionStopped
+        ]
+    );
+    for e in &got {
+        let tr = e.transcription.as_ref().unwrap();
+        assert_eq!(tr.region, "us-east-2");
+        assert_eq!(tr.configuration_json, t.configuration_json);
+    }
+}
+
+#[test]
+fn ends_by_timer_and_replicas_report_their_own_events() {
+    let mut p = plane();
+    p.set_event_targets(vec![EventTarget::Webhook("http://127.0.0.1:9/h".into())]);
+    let primary = create(&mut p, "primary", 0);
+    let replica = replica_of(&mut p, primary.id, 0).unwrap();
+    let started = events(&mut p);
+    assert_eq!(
+        started
+            .iter()
+            .map(|e| (e.kind, e.meeting_id))
+            .collect::<Vec<_>>(),
+        [
+            (EventKind::MeetingStarted, primary.id),
+            (EventKind::MeetingStarted, replica.id)
+        ]
+    );
+    // Global targets apply to every meeting, with or without NotificationsConfiguration.
+    assert_eq!(
+        started[0].targets,
+        vec![EventTarget::Webhook("http://127.0.0.1:9/h".into())]
+    );
+    // Idle for five minutes: the primary ends, and its replica with it.
+    p.sweep(5 * MIN);
+    let ended = events(&mut p);
+    assert_eq!(ended.len(), 2);
+    assert!(ended.iter().all(|e| e.kind == EventKind::MeetingEnded));
+    let ids: Vec<MeetingId> = ended.iter().map(|e| e.meeting_id).collect();
+    assert!(ids.contains(&primary.id) && ids.contains(&replica.id));
+    assert!(ended.iter().all(|e| e.time == 5 * MIN));
+}
+
+#[test]
+fn meetings_that_ended_while_down_report_at_restore() {
+    let mut p = plane();
+    let m = create_notified(&mut p, "m", 0);
+    p.take_changes();
+    let snapshot = Snapshot {
+        meetings: vec![m.clone()],
+        attendees: vec![],
+    };
+    let mut q = plane();
+    q.load_snapshot(snapshot, 25 * 60 * MIN);
+    let got = events(&mut q);
+    assert_eq!(kinds(&got), [EventKind::MeetingEnded]);
+    assert_eq!(got[0].meeting_id, m.id);
+}
+
+#[test]
+fn target_keys_round_trip() {
+    for t in [
+        EventTarget::Sqs(QUEUE.into()),
+        EventTarget::Sns("arn:aws:sns:us-east-1:1:t".into()),
+        EventTarget::Lambda("arn:aws:lambda:us-east-1:1:function:f".into()),
+        EventTarget::EventBridge,
+        EventTarget::Webhook("https://example.com/a:b".into()),
+    ] {
+        assert_eq!(EventTarget::from_key(&t.key()), Some(t));
+    }
+    assert_eq!(EventTarget::from_key("smtp:x"), None);
+    assert_eq!(EventKind::ALL.len(), 17);
+    assert!(
+        EventKind::ALL
+            .iter()
+            .all(|k| k.event_type().starts_with("chime:"))
+    );
+}

@@ -1,11 +1,14 @@
 //! The media engine: every live meeting of this node, every signaling session, every WebRTC
 //! peer. Sans-IO: the adapter feeds it WebSocket frames, UDP datagrams, control-plane notices
 //! and timeouts, and drains [`Output`]s (datagrams to send, frames to write, sockets to close,
-//! events to report). One engine runs on one thread and owns everything it touches, so there
-//! are no locks in the media path.
+//! events to report, promotions to authorize). One engine runs on one thread and owns
+//! everything it touches, so there are no locks in the media path.
 //!
 //! Contract: after any `handle_*` call, drain [`Engine::poll_output`] until it returns `None`,
 //! then wait until [`Engine::poll_timeout`] (or new input) and call [`Engine::handle_timeout`].
+//!
+//! Every broadcast of a meeting is a [`FeedItem`] delivered to the meeting's own connections
+//! and to the connections of its replica meetings (see `feed.rs`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -13,13 +16,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use carillon_control::{AttendeeId, Capabilities, MediaCapability, MeetingId};
+use carillon_control::{AttendeeId, Capabilities, MeetingId};
 use carillon_mixer::MixerConfig;
 use carillon_signaling::proto::sdk_signal_frame::Type as FrameType;
 use carillon_signaling::proto::{
     SdkAudioAttendeeState, SdkAudioStreamIdInfo, SdkDataMessagePayload, SdkJoinAckFrame,
-    SdkJoinFrame, SdkPingPongType, SdkSignalFrame, SdkStreamAllocation, SdkStreamMediaType,
-    SdkStreamServiceType, SdkSubscribeAckFrame, SdkSubscribeFrame, SdkTrackMapping,
+    SdkJoinFrame, SdkMeetingSessionCredentials, SdkPingPongType, SdkSignalFrame,
+    SdkStreamAllocation, SdkStreamMediaType, SdkStreamServiceType, SdkSubscribeAckFrame,
+    SdkSubscribeFrame, SdkTrackMapping,
 };
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
@@ -29,9 +33,10 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 
 use crate::data;
+use crate::feed::{FeedItem, VideoFrame};
 use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence};
 use crate::sdp::{self, Direction, OfferLayout};
-use crate::session::{Participant, Peer, Session, SessionId};
+use crate::session::{Participant, Peer, Promotion, Session, SessionId};
 
 /// Node-wide media settings.
 #[derive(Debug, Clone)]
@@ -42,6 +47,8 @@ pub struct EngineConfig {
     pub max_video_publishers: usize,
     /// Content shares per meeting (2).
     pub max_content_shares: usize,
+    /// Attendees present in a meeting at once (promotions beyond it get 409).
+    pub max_attendees: usize,
     /// Remote videos a client may subscribe to (JOIN_ACK.video_subscription_limit).
     pub video_subscription_limit: u32,
     pub mixer: MixerConfig,
@@ -59,6 +66,7 @@ impl EngineConfig {
             candidate,
             max_video_publishers: 25,
             max_content_shares: 2,
+            max_attendees: 250,
             video_subscription_limit: 25,
             mixer: MixerConfig::default(),
             reconnect_grace: Duration::from_secs(10),
@@ -111,6 +119,14 @@ pub enum Output {
         code: u16,
     },
     Event(MediaEvent),
+    /// A replica connection asks to be promoted with these credentials: the adapter checks
+    /// them against the primary meeting and answers with [`Engine::promotion_authorized`] or
+    /// [`Engine::promotion_refused`].
+    Authorize {
+        session: SessionId,
+        primary: MeetingId,
+        credentials: SdkMeetingSessionCredentials,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -123,6 +139,8 @@ enum Departure {
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 /// One mixed audio frame.
 const FRAME: Duration = Duration::from_millis(20);
+/// Recently ended meetings remembered, so a late WebSocket is told the meeting ended.
+const ENDED_REMEMBERED: usize = 4096;
 
 /// The media engine. See the module docs for the driving contract.
 pub struct Engine {
@@ -132,6 +150,7 @@ pub struct Engine {
     cert: DtlsCert,
     sessions: HashMap<SessionId, Session>,
     meetings: HashMap<MeetingId, Meeting>,
+    ended: VecDeque<MeetingId>,
     by_addr: HashMap<SocketAddr, SessionId>,
     timers: BinaryHeap<Reverse<(Instant, SessionId)>>,
     outputs: VecDeque<Output>,
@@ -155,6 +174,7 @@ impl Engine {
             cert,
             sessions: HashMap::new(),
             meetings: HashMap::new(),
+            ended: VecDeque::new(),
             by_addr: HashMap::new(),
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
@@ -177,7 +197,8 @@ impl Engine {
             |Reverse((t, _))| *t,
         );
         for meeting in self.meetings.values() {
-            if !meeting.sessions.is_empty() {
+            // A replica mixes nothing: its connections hear the primary's mix.
+            if !meeting.is_replica() && self.has_audience(meeting) {
                 next = next.min(meeting.next_mix).min(meeting.next_metadata);
             }
             for p in meeting.roster.values() {
@@ -201,12 +222,25 @@ impl Engine {
     // ----- sessions -----
 
     /// A WebSocket was accepted for an authenticated participant.
-    pub fn open_session(&mut self, _now: Instant, session: SessionId, participant: Participant) {
+    pub fn open_session(&mut self, now: Instant, session: SessionId, participant: Participant) {
+        let ended = self.ended.contains(&participant.meeting)
+            || participant.primary.is_some_and(|p| self.ended.contains(&p));
+        if ended {
+            // The meeting ended between authentication and here.
+            let ts = self.epoch_ms(now);
+            self.send(session, SdkSignalFrame::audio_status(ts, 410));
+            self.outputs.push_back(Output::Close {
+                session,
+                code: 4410,
+            });
+            return;
+        }
         self.sessions.insert(session, Session::new(participant));
     }
 
     /// The WebSocket of a session is gone (closed by the client or the network).
     pub fn close_session(&mut self, now: Instant, sid: SessionId) {
+        self.demote(now, sid, false);
         self.clear_peer(sid);
         let Some(session) = self.sessions.remove(&sid) else {
             return;
@@ -279,11 +313,10 @@ impl Engine {
                 }
             }
             Some(FrameType::PrimaryMeetingJoin) => {
-                // Promotion exists only on replica connections, which this node does not serve
-                // yet: "not in a replica" is answered with 403, as the protocol prescribes.
-                let ts = self.epoch_ms(now);
-                self.send(sid, SdkSignalFrame::primary_meeting_join_ack(ts, Some(403)));
+                let credentials = frame.primary_meeting_join.and_then(|j| j.credentials);
+                self.on_primary_meeting_join(now, sid, credentials);
             }
+            Some(FrameType::PrimaryMeetingLeave) => self.demote(now, sid, false),
             // Telemetry and frames the server does not act on.
             _ => {}
         }
@@ -292,8 +325,23 @@ impl Engine {
 
     // ----- control plane notices -----
 
-    /// DeleteAttendee: the attendee's connections get AUDIO_STATUS 411 and are closed.
+    /// DeleteAttendee: the attendee's connections get AUDIO_STATUS 411 and are closed; replica
+    /// connections promoted as this attendee are demoted (PRIMARY_MEETING_LEAVE) and continue.
     pub fn attendee_deleted(&mut self, now: Instant, meeting_id: MeetingId, attendee: AttendeeId) {
+        let promoted: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.participant.primary == Some(meeting_id)
+                    && s.promoted
+                        .as_ref()
+                        .is_some_and(|p| p.key.attendee == attendee)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for sid in promoted {
+            self.demote(now, sid, true);
+        }
         let doomed: Vec<SessionId> = self
             .sessions
             .iter()
@@ -323,8 +371,24 @@ impl Engine {
         self.settle(now);
     }
 
-    /// DeleteMeeting or an automatic end: everyone gets AUDIO_STATUS 410 and is closed.
+    /// DeleteMeeting or an automatic end: everyone gets AUDIO_STATUS 410 and is closed. (The
+    /// control plane sends this for a primary's replicas too.)
     pub fn meeting_ended(&mut self, now: Instant, meeting_id: MeetingId) {
+        if self.ended.len() == ENDED_REMEMBERED {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(meeting_id);
+        // Promoted replica connections leave the primary first (their replica continues
+        // until its own end notice).
+        let promoted: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.participant.primary == Some(meeting_id) && s.promoted.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for sid in promoted {
+            self.demote(now, sid, false);
+        }
         let doomed: Vec<SessionId> = self
             .sessions
             .iter()
@@ -349,6 +413,8 @@ impl Engine {
         for sid in doomed {
             let ts = self.epoch_ms(now);
             let joined = self.sessions.get(&sid).is_some_and(|s| s.joined);
+            // A promoted replica connection leaves the primary's roster too.
+            self.demote(now, sid, false);
             self.clear_peer(sid);
             self.sessions.remove(&sid);
             if joined {
@@ -365,7 +431,14 @@ impl Engine {
                 });
             }
         }
-        self.meetings.remove(&meeting_id);
+        if let Some(meeting) = self.meetings.remove(&meeting_id)
+            && let Some(primary) = meeting.primary
+        {
+            if let Some(p) = self.meetings.get_mut(&primary) {
+                p.replicas.remove(&meeting_id);
+            }
+            self.forget_if_idle(primary);
+        }
         self.settle(now);
     }
 
@@ -381,7 +454,11 @@ impl Engine {
             .sessions
             .iter()
             .filter(|(_, s)| {
-                s.participant.meeting == meeting_id && s.participant.key.attendee == attendee
+                (s.participant.meeting == meeting_id && s.participant.key.attendee == attendee)
+                    || (s.participant.primary == Some(meeting_id)
+                        && s.promoted
+                            .as_ref()
+                            .is_some_and(|p| p.key.attendee == attendee))
             })
             .map(|(id, _)| *id)
             .collect();
@@ -389,12 +466,24 @@ impl Engine {
             let Some(session) = self.sessions.get_mut(&sid) else {
                 continue;
             };
-            session.participant.capabilities = capabilities;
-            let key = session.participant.key;
+            match session.promoted.as_mut() {
+                Some(p) if session.participant.primary == Some(meeting_id) => {
+                    p.capabilities = capabilities
+                }
+                _ => session.participant.capabilities = capabilities,
+            }
+            let Some(acting) = session.acting().map(|a| (a.meeting, a.key)) else {
+                continue;
+            };
             let may_send_video = session.may_send_video();
             let joined = session.joined;
-            if let Some(meeting) = self.meetings.get_mut(&meeting_id)
-                && let Some(stream) = meeting.stream_id_of(&key)
+            if let Some(meeting) = self.meetings.get_mut(&acting.0)
+                && let Some(stream) = meeting
+                    .roster
+                    .get(&acting.1)
+                    .filter(|p| p.session == Some(sid))
+                    .map(|p| p.audio_stream_id)
+                && !meeting.is_replica()
             {
                 if capabilities.audio.sends() {
                     meeting.mixer.add_source(stream);
@@ -403,13 +492,100 @@ impl Engine {
                 }
             }
             if !may_send_video {
-                self.stop_publishing(meeting_id, key, now);
+                self.stop_publishing(acting.0, acting.1, now);
             }
             if joined {
                 self.send_index(sid, now);
             }
         }
         self.settle(now);
+    }
+
+    /// The adapter accepted a promotion's credentials: the connection now acts in the primary
+    /// meeting as `attendee`.
+    pub fn promotion_authorized(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        attendee: AttendeeId,
+        external_user_id: String,
+        capabilities: Capabilities,
+    ) {
+        let ts = self.epoch_ms(now);
+        let Some(session) = self.sessions.get(&sid).filter(|s| s.joined) else {
+            return;
+        };
+        let Some(primary) = session.participant.primary else {
+            self.send(sid, SdkSignalFrame::primary_meeting_join_ack(ts, Some(403)));
+            return;
+        };
+        if session.promoted.is_some() {
+            self.demote(now, sid, false);
+        }
+        let key = ParticipantKey {
+            attendee,
+            content: false,
+        };
+        let meeting = self.meeting_mut(primary, None, now);
+        let full = meeting.attendee_count() >= meeting.limits.max_attendees;
+        if full || meeting.roster.contains_key(&key) {
+            // At capacity, or that attendee is already connected to the primary.
+            self.send(sid, SdkSignalFrame::primary_meeting_join_ack(ts, Some(409)));
+            self.settle(now);
+            return;
+        }
+        let stream = meeting.allocate_audio_stream_id();
+        meeting.roster.insert(
+            key,
+            Presence {
+                audio_stream_id: stream,
+                external_user_id: external_user_id.clone(),
+                muted: false,
+                session: Some(sid),
+                audio_session_id: None,
+                grace_until: None,
+            },
+        );
+        if capabilities.audio.sends() {
+            meeting.mixer.add_source(stream);
+        }
+        if let Some(session) = self.sessions.get_mut(&sid) {
+            session.promoted = Some(Promotion {
+                key,
+                external_user_id: external_user_id.clone(),
+                capabilities,
+            });
+        }
+        self.send(sid, SdkSignalFrame::primary_meeting_join_ack(ts, None));
+        self.deliver(
+            primary,
+            FeedItem::Roster(vec![SdkAudioStreamIdInfo::present(
+                stream,
+                key.wire_id(),
+                external_user_id.clone(),
+                false,
+            )]),
+            now,
+        );
+        self.event(
+            MediaEventKind::AttendeeJoined,
+            primary,
+            key,
+            &external_user_id,
+        );
+        self.send_index(sid, now);
+        self.settle(now);
+    }
+
+    /// The adapter refused a promotion (bad credentials: 403).
+    pub fn promotion_refused(&mut self, now: Instant, sid: SessionId, status: u32) {
+        let ts = self.epoch_ms(now);
+        if self.sessions.contains_key(&sid) {
+            self.send(
+                sid,
+                SdkSignalFrame::primary_meeting_join_ack(ts, Some(status)),
+            );
+        }
     }
 
     // ----- network -----
@@ -490,7 +666,7 @@ impl Engine {
         self.settle(now);
     }
 
-    // ----- internals: signaling -----
+    // ----- internals: delivery -----
 
     fn send(&mut self, session: SessionId, frame: SdkSignalFrame) {
         self.outputs.push_back(Output::Frame {
@@ -526,57 +702,229 @@ impl Engine {
         }));
     }
 
-    /// Sends a roster delta to every joined session of a meeting (optionally except one).
-    fn broadcast_roster(
+    /// The meeting, created on first use (a replica's primary may have no connection yet).
+    fn meeting_mut(
         &mut self,
-        meeting_id: MeetingId,
-        entries: Vec<SdkAudioStreamIdInfo>,
-        except: Option<SessionId>,
+        id: MeetingId,
+        primary: Option<MeetingId>,
         now: Instant,
-    ) {
+    ) -> &mut Meeting {
+        if !self.meetings.contains_key(&id) {
+            let limits = MeetingLimits {
+                max_video_publishers: self.config.max_video_publishers,
+                max_content_shares: self.config.max_content_shares,
+                max_attendees: self.config.max_attendees,
+            };
+            let meeting = Meeting::new(
+                id,
+                limits,
+                self.config.mixer.clone(),
+                self.config.data_rate,
+                primary,
+                now,
+            );
+            self.meetings.insert(id, meeting);
+        }
+        if let Some(primary) = primary {
+            self.meeting_mut(primary, None, now).replicas.insert(id);
+        }
+        self.meetings.get_mut(&id).expect("inserted above")
+    }
+
+    /// Whether anyone listens to a meeting's feed (its own or its replicas' connections).
+    fn has_audience(&self, meeting: &Meeting) -> bool {
+        !meeting.sessions.is_empty()
+            || meeting
+                .replicas
+                .iter()
+                .any(|r| self.meetings.get(r).is_some_and(|m| !m.sessions.is_empty()))
+    }
+
+    /// Joined connections that receive a meeting's feed: its own, then its replicas'.
+    fn audience(&self, meeting_id: MeetingId) -> Vec<SessionId> {
+        let Some(meeting) = self.meetings.get(&meeting_id) else {
+            return Vec::new();
+        };
+        let mut out: Vec<SessionId> = meeting.sessions.iter().copied().collect();
+        out.sort_unstable();
+        for replica in &meeting.replicas {
+            if let Some(r) = self.meetings.get(replica) {
+                let mut theirs: Vec<SessionId> = r.sessions.iter().copied().collect();
+                theirs.sort_unstable();
+                out.extend(theirs);
+            }
+        }
+        out.retain(|sid| self.sessions.get(sid).is_some_and(|s| s.joined));
+        out
+    }
+
+    /// Delivers a feed item to every connection that receives this meeting. A replica's own
+    /// broadcasts go nowhere: its attendees are invisible.
+    fn deliver(&mut self, meeting_id: MeetingId, item: FeedItem, now: Instant) {
+        if self
+            .meetings
+            .get(&meeting_id)
+            .is_none_or(|m| m.is_replica())
+        {
+            return;
+        }
+        for sid in self.audience(meeting_id) {
+            self.apply(sid, &item, now);
+        }
+    }
+
+    /// One feed item, adapted to one receiving connection.
+    fn apply(&mut self, sid: SessionId, item: &FeedItem, now: Instant) {
         let ts = self.epoch_ms(now);
-        let targets = self.joined_sessions(meeting_id);
-        for sid in targets {
-            if Some(sid) != except {
+        match item {
+            FeedItem::Roster(entries) => {
                 self.send(
                     sid,
                     SdkSignalFrame::audio_stream_id_info(ts, entries.clone()),
                 );
             }
+            FeedItem::Index {
+                frame,
+                room_for_camera,
+                room_for_content,
+            } => {
+                let Some(session) = self.sessions.get(&sid) else {
+                    return;
+                };
+                let at_capacity = match session.acting() {
+                    None => true,
+                    Some(a) => {
+                        let room = if a.key.content {
+                            *room_for_content
+                        } else {
+                            *room_for_camera
+                        };
+                        let publishing = frame
+                            .sources
+                            .iter()
+                            .any(|s| s.attendee_id.as_deref() == Some(&a.key.wire_id()));
+                        !(session.may_send_video() && (publishing || room))
+                    }
+                };
+                let mut frame = frame.clone();
+                frame.at_capacity = Some(at_capacity);
+                self.send(sid, SdkSignalFrame::index(ts, frame));
+            }
+            FeedItem::Metadata(states) => {
+                if self
+                    .sessions
+                    .get(&sid)
+                    .is_some_and(|s| !s.participant.key.content)
+                {
+                    self.send(sid, SdkSignalFrame::audio_metadata(ts, states.clone()));
+                }
+            }
+            FeedItem::Data { messages, sender } => {
+                if *sender != Some(sid) {
+                    self.send(sid, SdkSignalFrame::data_message(ts, messages.clone()));
+                }
+            }
+            FeedItem::Audio { shared, minus_one } => self.write_audio(sid, shared, minus_one, now),
+            FeedItem::Video(frame) => self.write_video(sid, frame),
         }
     }
 
-    fn joined_sessions(&self, meeting_id: MeetingId) -> Vec<SessionId> {
-        let Some(meeting) = self.meetings.get(&meeting_id) else {
-            return Vec::new();
-        };
-        let mut out: Vec<SessionId> = meeting
-            .sessions
-            .iter()
-            .copied()
-            .filter(|sid| self.sessions.get(sid).is_some_and(|s| s.joined))
-            .collect();
-        out.sort_unstable();
-        out
-    }
-
-    fn send_index(&mut self, sid: SessionId, now: Instant) {
+    fn write_audio(
+        &mut self,
+        sid: SessionId,
+        shared: &Arc<[u8]>,
+        minus_one: &[(u32, Arc<[u8]>)],
+        now: Instant,
+    ) {
         let Some(session) = self.sessions.get(&sid) else {
             return;
         };
-        let Some(meeting) = self.meetings.get(&session.participant.meeting) else {
+        if !session.receives_audio() {
+            return;
+        }
+        // A speaker in the mix hears the mix without themselves.
+        let own = session.acting().and_then(|a| {
+            self.meetings
+                .get(&a.meeting)?
+                .roster
+                .get(&a.key)
+                .filter(|p| p.session == Some(sid))
+                .map(|p| p.audio_stream_id)
+        });
+        let packet = own
+            .and_then(|id| minus_one.iter().find(|(s, _)| *s == id))
+            .map_or_else(|| shared.clone(), |(_, p)| p.clone());
+        let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) else {
             return;
         };
-        let index = meeting.index_for(&session.participant.key, session.may_send_video());
-        let ts = self.epoch_ms(now);
-        self.send(sid, SdkSignalFrame::index(ts, index));
+        let (Some(mid), Some(pt)) = (peer.audio_mid, peer.opus_pt) else {
+            return;
+        };
+        if !peer.rtc.is_connected() {
+            return;
+        }
+        let rtp = MediaTime::new(u64::from(peer.audio_rtp), Frequency::FORTY_EIGHT_KHZ);
+        peer.audio_rtp = peer.audio_rtp.wrapping_add(960);
+        if let Some(writer) = peer.rtc.writer(mid)
+            && writer.write(pt, now, rtp, packet).is_ok()
+        {
+            self.dirty.push(sid);
+        }
+    }
+
+    fn write_video(&mut self, sid: SessionId, frame: &VideoFrame) {
+        if sid == frame.publisher {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if session.paused.contains(&frame.stream_id) || !session.may_receive_video(frame.content) {
+            return;
+        }
+        let Some(peer) = session.peer.as_mut() else {
+            return;
+        };
+        let mut wrote = false;
+        for i in 0..peer.video_out.len() {
+            let (mid, stream) = peer.video_out[i];
+            if stream != frame.stream_id {
+                continue;
+            }
+            let Some(writer) = peer.rtc.writer(mid) else {
+                continue;
+            };
+            let Some(pt) = writer.match_params(frame.params) else {
+                continue;
+            };
+            match writer.write(pt, frame.network_time, frame.time, frame.data.clone()) {
+                Ok(()) => wrote = true,
+                Err(e) => tracing::debug!(session = sid, error = %e, "video write failed"),
+            }
+        }
+        if wrote {
+            self.dirty.push(sid);
+        }
+    }
+
+    fn send_index(&mut self, sid: SessionId, now: Instant) {
+        let Some(source) = self.sessions.get(&sid).map(Session::source_meeting) else {
+            return;
+        };
+        let item = match self.meetings.get(&source) {
+            Some(m) => m.index_item(),
+            None => return,
+        };
+        self.apply(sid, &item, now);
     }
 
     fn broadcast_index(&mut self, meeting_id: MeetingId, now: Instant) {
-        for sid in self.joined_sessions(meeting_id) {
-            self.send_index(sid, now);
+        if let Some(item) = self.meetings.get(&meeting_id).map(Meeting::index_item) {
+            self.deliver(meeting_id, item, now);
         }
     }
+
+    // ----- internals: signaling -----
 
     fn on_join(&mut self, now: Instant, sid: SessionId, join: SdkJoinFrame) {
         let Some(session) = self.sessions.get(&sid) else {
@@ -588,19 +936,7 @@ impl Engine {
         let participant = session.participant.clone();
         let key = participant.key;
         let meeting_id = participant.meeting;
-        let limits = MeetingLimits {
-            max_video_publishers: self.config.max_video_publishers,
-            max_content_shares: self.config.max_content_shares,
-        };
-        let meeting = self.meetings.entry(meeting_id).or_insert_with(|| {
-            Meeting::new(
-                meeting_id,
-                limits,
-                self.config.mixer.clone(),
-                self.config.data_rate,
-                now,
-            )
-        });
+        let meeting = self.meeting_mut(meeting_id, participant.primary, now);
         meeting.sessions.insert(sid);
         let audio_session_id = join.audio_session_id;
         let mut superseded = None;
@@ -633,13 +969,14 @@ impl Engine {
             }
         };
         let stream = meeting.stream_id_of(&key).expect("just inserted");
-        if participant.capabilities.audio.sends() {
+        if participant.capabilities.audio.sends() && !meeting.is_replica() {
             meeting.mixer.add_source(stream);
         }
         if let Some((old, same_device)) = superseded {
             // The same attendee on another connection: a reconnect of the same audio session
             // replaces it silently; another device makes the old one stop (301).
             meeting.sessions.remove(&old);
+            self.demote(now, old, false);
             self.clear_peer(old);
             self.sessions.remove(&old);
             if !same_device {
@@ -653,15 +990,15 @@ impl Engine {
             self.stop_publishing(meeting_id, key, now);
         }
         if let Some(stream) = announce {
-            self.broadcast_roster(
+            // Replica attendees are invisible: `deliver` drops a replica's own broadcasts.
+            self.deliver(
                 meeting_id,
-                vec![SdkAudioStreamIdInfo::present(
+                FeedItem::Roster(vec![SdkAudioStreamIdInfo::present(
                     stream,
                     key.wire_id(),
                     participant.external_user_id.clone(),
                     false,
-                )],
-                Some(sid),
+                )]),
                 now,
             );
             self.event(
@@ -687,10 +1024,12 @@ impl Engine {
         if let Some(session) = self.sessions.get_mut(&sid) {
             session.joined = true;
         }
+        // The snapshot of what this connection receives: the primary's, for a replica.
         self.send_index(sid, now);
-        let meeting = self.meetings.get_mut(&meeting_id).expect("created above");
-        let snapshot = meeting.roster_snapshot();
-        let replay = meeting.retention.replay(&key.wire_id(), now);
+        let source = participant.primary.unwrap_or(meeting_id);
+        let source_meeting = self.meeting_mut(source, None, now);
+        let snapshot = source_meeting.roster_snapshot();
+        let replay = source_meeting.retention.replay(&key.wire_id(), now);
         self.send(sid, SdkSignalFrame::audio_stream_id_info(ts, snapshot));
         if !replay.is_empty() {
             self.send(sid, SdkSignalFrame::data_message(ts, replay));
@@ -700,6 +1039,7 @@ impl Engine {
     fn on_leave(&mut self, now: Instant, sid: SessionId) {
         let ts = self.epoch_ms(now);
         self.send(sid, SdkSignalFrame::leave_ack(ts));
+        self.demote(now, sid, false);
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
@@ -726,6 +1066,7 @@ impl Engine {
 
     /// Ends a session from the server side with an AUDIO_STATUS code.
     fn end_session(&mut self, now: Instant, sid: SessionId, status: u32) {
+        self.demote(now, sid, false);
         self.clear_peer(sid);
         let Some(session) = self.sessions.remove(&sid) else {
             return;
@@ -773,27 +1114,93 @@ impl Engine {
             dropped: (how == Departure::Dropped).then_some(true),
             ..Default::default()
         };
-        self.broadcast_roster(meeting_id, vec![entry], None, now);
+        self.deliver(meeting_id, FeedItem::Roster(vec![entry]), now);
         let kind = match how {
             Departure::Left => MediaEventKind::AttendeeLeft,
             Departure::Dropped => MediaEventKind::AttendeeDropped,
         };
         self.event(kind, meeting_id, key, &presence.external_user_id);
-        let empty = self
+        self.forget_if_idle(meeting_id);
+    }
+
+    /// Drops a meeting's state once nobody is connected to it or through it.
+    fn forget_if_idle(&mut self, meeting_id: MeetingId) {
+        let idle = self
             .meetings
             .get(&meeting_id)
-            .is_some_and(|m| m.roster.is_empty() && m.sessions.is_empty());
-        if empty {
-            self.meetings.remove(&meeting_id);
+            .is_some_and(|m| m.roster.is_empty() && m.sessions.is_empty() && m.replicas.is_empty());
+        if idle
+            && let Some(m) = self.meetings.remove(&meeting_id)
+            && let Some(primary) = m.primary
+        {
+            if let Some(p) = self.meetings.get_mut(&primary) {
+                p.replicas.remove(&meeting_id);
+            }
+            self.forget_if_idle(primary);
+        }
+    }
+
+    /// Ends a replica connection's promotion. `by_server`: the primary attendee was deleted,
+    /// so the client is told with PRIMARY_MEETING_LEAVE (a client-initiated leave needs no
+    /// answer).
+    fn demote(&mut self, now: Instant, sid: SessionId, by_server: bool) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let (Some(promotion), Some(primary)) =
+            (session.promoted.take(), session.participant.primary)
+        else {
+            return;
+        };
+        let joined = session.joined;
+        let ours = self
+            .meetings
+            .get(&primary)
+            .and_then(|m| m.roster.get(&promotion.key))
+            .is_some_and(|p| p.session == Some(sid));
+        if ours {
+            self.depart(now, primary, promotion.key, Departure::Left);
+        }
+        if by_server {
+            let ts = self.epoch_ms(now);
+            self.send(sid, SdkSignalFrame::primary_meeting_leave(ts));
+        }
+        if joined {
+            self.send_index(sid, now);
+        }
+    }
+
+    fn on_primary_meeting_join(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        credentials: Option<SdkMeetingSessionCredentials>,
+    ) {
+        let ts = self.epoch_ms(now);
+        let Some(session) = self.sessions.get(&sid).filter(|s| s.joined) else {
+            return;
+        };
+        match (session.participant.primary, credentials) {
+            (Some(primary), Some(credentials)) if !session.participant.key.content => {
+                self.outputs.push_back(Output::Authorize {
+                    session: sid,
+                    primary,
+                    credentials,
+                });
+            }
+            // Not a replica connection, or no credentials: 403.
+            _ => self.send(sid, SdkSignalFrame::primary_meeting_join_ack(ts, Some(403))),
         }
     }
 
     fn on_mute(&mut self, sid: SessionId, muted: bool, now: Instant) {
-        let Some(session) = self.sessions.get(&sid) else {
+        let Some((meeting_id, key)) = self
+            .sessions
+            .get(&sid)
+            .and_then(|s| s.acting().map(|a| (a.meeting, a.key)))
+        else {
             return;
         };
-        let key = session.participant.key;
-        let meeting_id = session.participant.meeting;
         let Some(presence) = self
             .meetings
             .get_mut(&meeting_id)
@@ -804,10 +1211,9 @@ impl Engine {
         };
         presence.muted = muted;
         let stream = presence.audio_stream_id;
-        self.broadcast_roster(
+        self.deliver(
             meeting_id,
-            vec![SdkAudioStreamIdInfo::mute_change(stream, muted)],
-            None,
+            FeedItem::Roster(vec![SdkAudioStreamIdInfo::mute_change(stream, muted)]),
             now,
         );
     }
@@ -816,11 +1222,27 @@ impl Engine {
         let Some(session) = self.sessions.get(&sid).filter(|s| s.joined) else {
             return;
         };
-        let sender = session.participant.key.wire_id();
-        let sender_external = session.participant.external_user_id.clone();
-        let meeting_id = session.participant.meeting;
+        let ts = self.epoch_ms(now);
         let ingest_ns =
             i64::try_from(u128::from(self.epoch_ms(now)) * 1_000_000).unwrap_or(i64::MAX);
+        let acting = session
+            .acting()
+            .map(|a| (a.meeting, a.key.wire_id(), a.external_user_id.to_owned()));
+        let Some((meeting_id, sender, sender_external)) = acting else {
+            // A replica viewer may not send: every message comes back marked throttled.
+            let refused: Vec<SdkDataMessagePayload> = messages
+                .into_iter()
+                .filter(data::is_valid)
+                .map(|mut m| {
+                    m.ingest_time_ns = Some(0);
+                    m
+                })
+                .collect();
+            if !refused.is_empty() {
+                self.send(sid, SdkSignalFrame::data_message(ts, refused));
+            }
+            return;
+        };
         let mut accepted = Vec::new();
         let mut throttled = Vec::new();
         let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
@@ -839,16 +1261,18 @@ impl Engine {
                 throttled.push(message);
             }
         }
-        let ts = self.epoch_ms(now);
         if !throttled.is_empty() {
             self.send(sid, SdkSignalFrame::data_message(ts, throttled));
         }
         if !accepted.is_empty() {
-            for target in self.joined_sessions(meeting_id) {
-                if target != sid {
-                    self.send(target, SdkSignalFrame::data_message(ts, accepted.clone()));
-                }
-            }
+            self.deliver(
+                meeting_id,
+                FeedItem::Data {
+                    messages: accepted,
+                    sender: Some(sid),
+                },
+                now,
+            );
         }
     }
 
@@ -861,15 +1285,11 @@ impl Engine {
         let Some(session) = self.sessions.get(&sid) else {
             return;
         };
-        let meeting_id = session.participant.meeting;
-        let mut newly = Vec::new();
-        let Some(meeting) = self.meetings.get(&meeting_id) else {
+        let source_meeting = session.source_meeting();
+        let own_key = session.acting().map(|a| a.key);
+        let Some(meeting) = self.meetings.get(&source_meeting) else {
             return;
         };
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        let receiver_key = session.participant.key;
         let allowed: Vec<(String, u32)> = update
             .added_or_updated_video_subscriptions
             .iter()
@@ -877,13 +1297,14 @@ impl Engine {
                 let stream = c.stream_id.unwrap_or(0);
                 let source = meeting.source(stream)?;
                 let ok =
-                    source.key != receiver_key && session.may_receive_video(source.key.content);
+                    Some(source.key) != own_key && session.may_receive_video(source.key.content);
                 ok.then(|| (c.mid.clone(), stream))
             })
             .collect();
-        let Some(peer) = session.peer.as_mut() else {
+        let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) else {
             return;
         };
+        let mut newly = Vec::new();
         for (mid, stream) in allowed {
             let mid = Mid::from(mid.as_str());
             if let Some(slot) = peer.video_out.iter_mut().find(|(m, _)| *m == mid)
@@ -900,7 +1321,7 @@ impl Engine {
             }
         }
         for stream in newly {
-            self.request_keyframe(meeting_id, stream, now, true);
+            self.request_keyframe(source_meeting, stream, now, true);
         }
     }
 
@@ -908,7 +1329,7 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let meeting_id = session.participant.meeting;
+        let source_meeting = session.source_meeting();
         for stream in streams {
             if resume {
                 session.paused.remove(stream);
@@ -918,7 +1339,7 @@ impl Engine {
         }
         if resume {
             for stream in streams {
-                self.request_keyframe(meeting_id, *stream, now, true);
+                self.request_keyframe(source_meeting, *stream, now, true);
             }
         }
     }
@@ -1016,9 +1437,10 @@ impl Engine {
             })
         });
 
-        let key = session.participant.key;
-        let meeting_id = session.participant.meeting;
-        let external = session.participant.external_user_id.clone();
+        let acting = session
+            .acting()
+            .map(|a| (a.meeting, a.key, a.external_user_id.to_owned()));
+        let source_meeting = session.source_meeting();
         let may_send_video = session.may_send_video();
         let duplex = sub.duplex.unwrap_or(SdkStreamServiceType::Rx as i32);
         let video_streams: Vec<_> = sub
@@ -1033,37 +1455,42 @@ impl Engine {
             && !video_streams.is_empty()
             && camera_sending;
 
-        let meeting = self
-            .meetings
-            .get_mut(&meeting_id)
-            .expect("a joined session has a meeting");
         let mut allocations = Vec::new();
         let mut refused = false;
         let mut index_changed = false;
-        let mut started = false;
-        if wants_publish && may_send_video && meeting.has_room_for(&key) {
-            let first = video_streams[0];
-            let was = meeting.sources.iter().any(|s| s.key == key);
-            let (stream, group, changed) = meeting.publish(
-                key,
-                &external,
-                sid,
-                &layout.camera().expect("camera_sending").mid,
-                first.max_bitrate_kbps.unwrap_or(1400),
-                first.framerate.unwrap_or(15),
-            );
-            index_changed |= changed;
-            started = !was;
-            allocations = video_streams
-                .iter()
-                .map(|d| SdkStreamAllocation {
-                    track_label: d.track_label.clone(),
-                    stream_id: Some(stream),
-                    group_id: Some(group),
-                })
-                .collect();
-        } else {
-            refused = wants_publish;
+        let mut started = None;
+        match (&acting, wants_publish && may_send_video) {
+            (Some((meeting_id, key, external)), true)
+                if self
+                    .meetings
+                    .get(meeting_id)
+                    .is_some_and(|m| m.has_room_for(key)) =>
+            {
+                let meeting = self.meetings.get_mut(meeting_id).expect("checked above");
+                let first = video_streams[0];
+                let was = meeting.publishes(key);
+                let (stream, group, changed) = meeting.publish(
+                    *key,
+                    external,
+                    sid,
+                    &layout.camera().expect("camera_sending").mid,
+                    first.max_bitrate_kbps.unwrap_or(1400),
+                    first.framerate.unwrap_or(15),
+                );
+                index_changed |= changed;
+                if !was {
+                    started = Some((*meeting_id, *key, external.clone()));
+                }
+                allocations = video_streams
+                    .iter()
+                    .map(|d| SdkStreamAllocation {
+                        track_label: d.track_label.clone(),
+                        stream_id: Some(stream),
+                        group_id: Some(group),
+                    })
+                    .collect();
+            }
+            _ => refused = wants_publish,
         }
 
         // Which remote stream each of the client's receiving video m-lines gets.
@@ -1073,7 +1500,9 @@ impl Engine {
             // The C++ SDK prepends a 0 for the audio m-line.
             ids.remove(0);
         }
-        let session = self.sessions.get_mut(&sid).expect("checked above");
+        let own_key = acting.as_ref().map(|a| a.1);
+        let sources = self.meetings.get(&source_meeting);
+        let session = self.sessions.get(&sid).expect("checked above");
         let peer = session.peer.as_ref().expect("created above");
         let mut video_out = Vec::new();
         let mut newly = Vec::new();
@@ -1085,9 +1514,9 @@ impl Engine {
             receive_mids.push(section.mid.clone());
             let mid = Mid::from(section.mid.as_str());
             let wanted = ids.get(i).copied().unwrap_or(0);
-            let valid = meeting
-                .source(wanted)
-                .is_some_and(|s| s.key != key && session.may_receive_video(s.key.content));
+            let valid = sources.and_then(|m| m.source(wanted)).is_some_and(|s| {
+                Some(s.key) != own_key && session.may_receive_video(s.key.content)
+            });
             let stream = if valid { wanted } else { 0 };
             if stream != 0 && !peer.video_out.contains(&(mid, stream)) {
                 newly.push(stream);
@@ -1108,7 +1537,9 @@ impl Engine {
                 })
             })
             .collect();
-        session.peer.as_mut().expect("created above").video_out = video_out;
+        if let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) {
+            peer.video_out = video_out;
+        }
 
         let mut frame = SdkSignalFrame::subscribe_ack(
             ts,
@@ -1125,10 +1556,12 @@ impl Engine {
             frame = frame.with_error(206, Some("video publishing is not available".to_owned()));
         }
         self.send(sid, frame);
-        if !wants_publish || refused {
-            self.stop_publishing(meeting_id, key, now);
+        if let Some((meeting_id, key, _)) = &acting
+            && (!wants_publish || refused)
+        {
+            self.stop_publishing(*meeting_id, *key, now);
         }
-        if started {
+        if let Some((meeting_id, key, external)) = started {
             self.event(
                 MediaEventKind::AttendeeVideoStarted,
                 meeting_id,
@@ -1136,13 +1569,13 @@ impl Engine {
                 &external,
             );
         }
-        if index_changed {
-            self.broadcast_index(meeting_id, now);
+        if index_changed && let Some((meeting_id, _, _)) = &acting {
+            self.broadcast_index(*meeting_id, now);
         } else if refused {
             self.send_index(sid, now);
         }
         for stream in newly {
-            self.request_keyframe(meeting_id, stream, now, true);
+            self.request_keyframe(source_meeting, stream, now, true);
         }
         self.dirty.push(sid);
     }
@@ -1252,16 +1685,17 @@ impl Engine {
         match event {
             Event::MediaData(data) => self.on_media(now, sid, data),
             Event::KeyframeRequest(req) => {
-                let stream = self
-                    .sessions
-                    .get(&sid)
-                    .and_then(|s| s.peer.as_ref())
+                let Some(session) = self.sessions.get(&sid) else {
+                    return;
+                };
+                let stream = session
+                    .peer
+                    .as_ref()
                     .and_then(|p| p.video_out.iter().find(|(m, _)| *m == req.mid))
-                    .map(|(_, stream)| *stream);
-                if let (Some(stream), Some(meeting)) = (
-                    stream.filter(|s| *s != 0),
-                    self.sessions.get(&sid).map(|s| s.participant.meeting),
-                ) {
+                    .map(|(_, stream)| *stream)
+                    .filter(|s| *s != 0);
+                if let Some(stream) = stream {
+                    let meeting = session.source_meeting();
                     self.request_keyframe(meeting, stream, now, false);
                 }
             }
@@ -1281,10 +1715,17 @@ impl Engine {
         let Some(peer) = session.peer.as_ref() else {
             return;
         };
-        let key = session.participant.key;
-        let meeting_id = session.participant.meeting;
+        // A replica viewer's uplink goes nowhere.
+        let Some(acting) = session.acting() else {
+            return;
+        };
+        let (meeting_id, key, audio_sends) = (
+            acting.meeting,
+            acting.key,
+            acting.capabilities.audio.sends(),
+        );
         if Some(data.mid) == peer.audio_mid {
-            if !session.participant.capabilities.audio.sends() {
+            if !audio_sends {
                 return;
             }
             let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
@@ -1293,7 +1734,7 @@ impl Engine {
             let Some(presence) = meeting.roster.get(&key).filter(|p| p.session == Some(sid)) else {
                 return;
             };
-            if presence.muted {
+            if presence.muted || meeting.is_replica() {
                 return;
             }
             let stream = presence.audio_stream_id;
@@ -1306,61 +1747,27 @@ impl Engine {
         if Some(data.mid) != peer.camera_mid {
             return;
         }
-        let Some(meeting) = self.meetings.get(&meeting_id) else {
-            return;
-        };
-        let Some(source) = meeting
-            .sources
-            .iter()
-            .find(|s| s.key == key && s.session == sid)
+        let Some(source) = self
+            .meetings
+            .get(&meeting_id)
+            .and_then(|m| m.sources.iter().find(|s| s.key == key && s.session == sid))
         else {
             return;
         };
         let stream = source.stream_id;
-        let content = key.content;
-        let receivers: Vec<SessionId> = meeting
-            .sessions
-            .iter()
-            .copied()
-            .filter(|r| *r != sid)
-            .collect();
         if !data.contiguous {
             self.request_keyframe(meeting_id, stream, now, false);
         }
-        for receiver in receivers {
-            let Some(session) = self.sessions.get_mut(&receiver) else {
-                continue;
-            };
-            if session.paused.contains(&stream) || !session.may_receive_video(content) {
-                continue;
-            }
-            let Some(peer) = session.peer.as_mut() else {
-                continue;
-            };
-            let mids: Vec<Mid> = peer
-                .video_out
-                .iter()
-                .filter(|(_, s)| *s == stream)
-                .map(|(m, _)| *m)
-                .collect();
-            let mut wrote = false;
-            for mid in mids {
-                let Some(writer) = peer.rtc.writer(mid) else {
-                    continue;
-                };
-                let Some(pt) = writer.match_params(data.params) else {
-                    continue;
-                };
-                if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
-                    tracing::debug!(session = receiver, error = %e, "video write failed");
-                } else {
-                    wrote = true;
-                }
-            }
-            if wrote {
-                self.dirty.push(receiver);
-            }
-        }
+        let frame = VideoFrame {
+            stream_id: stream,
+            content: key.content,
+            publisher: sid,
+            params: data.params,
+            network_time: data.network_time,
+            time: data.time,
+            data: data.data,
+        };
+        self.deliver(meeting_id, FeedItem::Video(frame), now);
     }
 
     /// Mixer ticks, AUDIO_METADATA and reconnect deadlines of one meeting.
@@ -1380,12 +1787,13 @@ impl Engine {
         for key in expired {
             self.depart(now, meeting_id, key, Departure::Dropped);
         }
-        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+        let Some(meeting) = self.meetings.get(&meeting_id) else {
             return;
         };
-        if meeting.sessions.is_empty() {
+        if meeting.is_replica() || !self.has_audience(meeting) {
             return;
         }
+        let meeting = self.meetings.get_mut(&meeting_id).expect("checked above");
         if now.saturating_duration_since(meeting.next_mix) > 10 * FRAME {
             // Too far behind (a stall): skip ahead rather than burst.
             meeting.next_mix = now;
@@ -1395,64 +1803,33 @@ impl Engine {
             meeting.next_mix += FRAME;
             frames += 1;
         }
+        let metadata_due = meeting.next_metadata <= now;
+        if metadata_due {
+            meeting.next_metadata = now + self.config.metadata_interval;
+        }
         for _ in 0..frames {
             self.mix(now, meeting_id);
         }
-        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
-            return;
-        };
-        if meeting.next_metadata <= now {
-            meeting.next_metadata = now + self.config.metadata_interval;
+        if metadata_due {
             self.audio_metadata(now, meeting_id);
         }
     }
 
-    /// One 20 ms mixed frame to every listener of a meeting.
+    /// One 20 ms mixed frame to every listener of a meeting and of its replicas.
     fn mix(&mut self, now: Instant, meeting_id: MeetingId) {
         let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
             return;
         };
         let frame = meeting.mixer.tick(now);
-        let shared: Arc<[u8]> = Arc::from(&frame.shared[..]);
-        let minus_one: Vec<(u32, Arc<[u8]>)> = frame
-            .minus_one
-            .iter()
-            .map(|(id, p)| (*id, Arc::from(&p[..])))
-            .collect();
-        let listeners: Vec<SessionId> = meeting.sessions.iter().copied().collect();
-        let roster = &meeting.roster;
-        for sid in listeners {
-            let Some(session) = self.sessions.get_mut(&sid) else {
-                continue;
-            };
-            let key = session.participant.key;
-            if key.content
-                || session.participant.capabilities.audio == MediaCapability::None
-                || !session.joined
-            {
-                continue;
-            }
-            let Some(peer) = session.peer.as_mut() else {
-                continue;
-            };
-            let (Some(mid), Some(pt)) = (peer.audio_mid, peer.opus_pt) else {
-                continue;
-            };
-            if !peer.rtc.is_connected() {
-                continue;
-            }
-            let own = roster.get(&key).map(|p| p.audio_stream_id);
-            let packet = own
-                .and_then(|id| minus_one.iter().find(|(s, _)| *s == id))
-                .map_or_else(|| shared.clone(), |(_, p)| p.clone());
-            let rtp = MediaTime::new(u64::from(peer.audio_rtp), Frequency::FORTY_EIGHT_KHZ);
-            peer.audio_rtp = peer.audio_rtp.wrapping_add(960);
-            if let Some(writer) = peer.rtc.writer(mid)
-                && writer.write(pt, now, rtp, packet).is_ok()
-            {
-                self.dirty.push(sid);
-            }
-        }
+        let item = FeedItem::Audio {
+            shared: Arc::from(&frame.shared[..]),
+            minus_one: frame
+                .minus_one
+                .iter()
+                .map(|(id, p)| (*id, Arc::from(&p[..])))
+                .collect(),
+        };
+        self.deliver(meeting_id, item, now);
     }
 
     /// Volume and signal indicators (sparse: the client treats absent attendees as silent and
@@ -1490,8 +1867,7 @@ impl Engine {
                 });
             }
         }
-        let had_speakers = !meeting.last_speakers.is_empty();
-        if speakers.is_empty() && had_speakers {
+        if speakers.is_empty() && !meeting.last_speakers.is_empty() {
             // Nobody speaks any more: one explicit silent entry resets everyone's indicator.
             let stream = meeting.last_speakers[0];
             states.push(SdkAudioAttendeeState {
@@ -1504,18 +1880,8 @@ impl Engine {
         if let Some(m) = self.meetings.get_mut(&meeting_id) {
             m.last_speakers = speakers;
         }
-        if states.is_empty() {
-            return;
-        }
-        let ts = self.epoch_ms(now);
-        for sid in self.joined_sessions(meeting_id) {
-            let content = self
-                .sessions
-                .get(&sid)
-                .is_some_and(|s| s.participant.key.content);
-            if !content {
-                self.send(sid, SdkSignalFrame::audio_metadata(ts, states.clone()));
-            }
+        if !states.is_empty() {
+            self.deliver(meeting_id, FeedItem::Metadata(states), now);
         }
     }
 }

@@ -13,10 +13,12 @@
 
 pub mod data;
 pub mod engine;
+pub mod feed;
 pub mod meeting;
 pub mod sdp;
 pub mod session;
 
 pub use engine::{Engine, EngineConfig, MediaEvent, MediaEventKind, Output};
+pub use feed::FeedItem;
 pub use meeting::ParticipantKey;
 pub use session::{Participant, SessionId};

@@ -1,7 +1,7 @@
 //! One live meeting on this node: its roster (audio stream ids), its published videos (the
 //! INDEX), its data-message throttle and replay buffer, and its audio mixer.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use carillon_control::{AttendeeId, MeetingId};
@@ -9,6 +9,7 @@ use carillon_mixer::{Mixer, MixerConfig};
 use carillon_signaling::proto::{SdkAudioStreamIdInfo, SdkIndexFrame, SdkStreamDescriptor};
 
 use crate::data::{Retention, Throttle};
+use crate::feed::FeedItem;
 use crate::session::SessionId;
 
 /// Who a connection speaks for: an attendee, or that attendee's content share
@@ -62,6 +63,8 @@ pub struct VideoSource {
 pub struct MeetingLimits {
     pub max_video_publishers: usize,
     pub max_content_shares: usize,
+    /// Attendees present at once (a promotion beyond this is refused with 409).
+    pub max_attendees: usize,
 }
 
 /// The state of one meeting.
@@ -82,6 +85,11 @@ pub struct Meeting {
     pub last_speakers: Vec<u32>,
     pub sessions: HashSet<SessionId>,
     pub limits: MeetingLimits,
+    /// For a replica: its primary. Its roster is then private bookkeeping (reconnects, second
+    /// devices) that nobody sees; its connections receive the primary's feed.
+    pub primary: Option<MeetingId>,
+    /// For a primary: replica meetings on this node that receive its feed.
+    pub replicas: BTreeSet<MeetingId>,
 }
 
 impl Meeting {
@@ -90,6 +98,7 @@ impl Meeting {
         limits: MeetingLimits,
         mixer: MixerConfig,
         data_rate: (f64, u32),
+        primary: Option<MeetingId>,
         now: Instant,
     ) -> Meeting {
         Meeting {
@@ -107,7 +116,19 @@ impl Meeting {
             last_speakers: Vec::new(),
             sessions: HashSet::new(),
             limits,
+            primary,
+            replicas: BTreeSet::new(),
         }
+    }
+
+    /// True for a replica meeting.
+    pub fn is_replica(&self) -> bool {
+        self.primary.is_some()
+    }
+
+    /// Attendees (not content shares) present in the roster.
+    pub fn attendee_count(&self) -> usize {
+        self.roster.keys().filter(|k| !k.content).count()
     }
 
     /// A fresh audio stream id (0 is reserved by the protocol).
@@ -202,32 +223,39 @@ impl Meeting {
         self.sources.len() != before
     }
 
-    /// The complete INDEX as one receiver sees it. `can_publish` is false for receivers whose
-    /// capabilities forbid sending video (they see `at_capacity`).
-    pub fn index_for(&self, receiver: &ParticipantKey, can_publish: bool) -> SdkIndexFrame {
-        let publishing = self.sources.iter().any(|s| s.key == *receiver);
-        let at_capacity = !publishing && (!can_publish || !self.has_room_for(receiver));
-        SdkIndexFrame {
-            at_capacity: Some(at_capacity),
-            sources: self
-                .sources
-                .iter()
-                .map(|s| {
-                    let mut d = SdkStreamDescriptor::video_source(
-                        s.stream_id,
-                        s.group_id,
-                        s.key.wire_id(),
-                        s.external_user_id.clone(),
-                    );
-                    d.max_bitrate_kbps = Some(s.max_bitrate_kbps);
-                    d.avg_bitrate_bps = Some(s.max_bitrate_kbps.saturating_mul(1000) / 2);
-                    d.framerate = Some(s.framerate);
-                    d
-                })
-                .collect(),
-            num_participants: Some(self.roster.keys().filter(|k| !k.content).count() as u32),
-            ..Default::default()
+    /// The complete INDEX, as a feed item: each receiver derives its own `at_capacity`.
+    pub fn index_item(&self) -> FeedItem {
+        let cameras = self.sources.iter().filter(|s| !s.key.content).count();
+        let shares = self.sources.iter().filter(|s| s.key.content).count();
+        FeedItem::Index {
+            frame: SdkIndexFrame {
+                sources: self
+                    .sources
+                    .iter()
+                    .map(|s| {
+                        let mut d = SdkStreamDescriptor::video_source(
+                            s.stream_id,
+                            s.group_id,
+                            s.key.wire_id(),
+                            s.external_user_id.clone(),
+                        );
+                        d.max_bitrate_kbps = Some(s.max_bitrate_kbps);
+                        d.avg_bitrate_bps = Some(s.max_bitrate_kbps.saturating_mul(1000) / 2);
+                        d.framerate = Some(s.framerate);
+                        d
+                    })
+                    .collect(),
+                num_participants: Some(self.attendee_count() as u32),
+                ..Default::default()
+            },
+            room_for_camera: cameras < self.limits.max_video_publishers,
+            room_for_content: shares < self.limits.max_content_shares,
         }
+    }
+
+    /// Whether `key` publishes a video now.
+    pub fn publishes(&self, key: &ParticipantKey) -> bool {
+        self.sources.iter().any(|s| s.key == *key)
     }
 
     /// The source carrying `stream_id`.

@@ -20,6 +20,25 @@ pub struct Participant {
     /// The attendee's ExternalUserId (`#content` is appended for content shares).
     pub external_user_id: String,
     pub capabilities: Capabilities,
+    /// The primary meeting, when this participant joined a replica meeting.
+    pub primary: Option<MeetingId>,
+}
+
+/// A replica connection promoted into its primary meeting: it acts there as this attendee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    pub key: ParticipantKey,
+    pub external_user_id: String,
+    pub capabilities: Capabilities,
+}
+
+/// Who a session acts as: where its audio, video and data are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acting<'a> {
+    pub meeting: MeetingId,
+    pub key: ParticipantKey,
+    pub external_user_id: &'a str,
+    pub capabilities: Capabilities,
 }
 
 /// A signaling session.
@@ -34,6 +53,8 @@ pub struct Session {
     pub paused: HashSet<u32>,
     /// Last media packet received from this client (signal strength).
     pub last_media: Option<Instant>,
+    /// Set while a replica connection is promoted into the primary meeting.
+    pub promoted: Option<Promotion>,
 }
 
 impl Session {
@@ -45,28 +66,72 @@ impl Session {
             peer: None,
             paused: HashSet::new(),
             last_media: None,
+            promoted: None,
         }
     }
 
-    /// True when this session is allowed to publish video (camera, or content for a content
-    /// session).
-    pub fn may_send_video(&self) -> bool {
-        let caps = &self.participant.capabilities;
-        if self.participant.key.content {
-            caps.content.sends()
-        } else {
-            caps.video.sends()
+    /// The meeting whose roster, videos and audio this session receives: the primary for a
+    /// replica connection, else its own.
+    pub fn source_meeting(&self) -> MeetingId {
+        self.participant.primary.unwrap_or(self.participant.meeting)
+    }
+
+    /// Whether this is a connection to a replica meeting.
+    pub fn in_replica(&self) -> bool {
+        self.participant.primary.is_some()
+    }
+
+    /// Who this session publishes as, if it may publish at all (a replica viewer may not).
+    pub fn acting(&self) -> Option<Acting<'_>> {
+        match (&self.promoted, self.participant.primary) {
+            (Some(p), Some(primary)) => Some(Acting {
+                meeting: primary,
+                key: p.key,
+                external_user_id: &p.external_user_id,
+                capabilities: p.capabilities,
+            }),
+            (None, Some(_)) => None,
+            (_, None) => Some(Acting {
+                meeting: self.participant.meeting,
+                key: self.participant.key,
+                external_user_id: &self.participant.external_user_id,
+                capabilities: self.participant.capabilities,
+            }),
         }
+    }
+
+    /// The capabilities that govern what this session receives.
+    fn receive_capabilities(&self) -> Capabilities {
+        self.acting()
+            .map_or(self.participant.capabilities, |a| a.capabilities)
+    }
+
+    /// True when this session may publish video now (camera, or content for a content
+    /// session); a replica viewer never may.
+    pub fn may_send_video(&self) -> bool {
+        self.acting().is_some_and(|a| {
+            if a.key.content {
+                a.capabilities.content.sends()
+            } else {
+                a.capabilities.video.sends()
+            }
+        })
     }
 
     /// True when this session may receive a video of this kind.
     pub fn may_receive_video(&self, content: bool) -> bool {
-        let caps = &self.participant.capabilities;
+        let caps = self.receive_capabilities();
         if content {
             caps.content.receives()
         } else {
             caps.video.receives()
         }
+    }
+
+    /// True when this session receives mixed audio.
+    pub fn receives_audio(&self) -> bool {
+        !self.participant.key.content
+            && self.receive_capabilities().audio != carillon_control::MediaCapability::None
     }
 }
 

@@ -49,7 +49,10 @@ struct Sim {
     clients: Vec<Client>,
     events: Vec<carillon_media::MediaEvent>,
     meeting: MeetingId,
+    /// Where the next `connect` goes: (meeting, its primary).
+    target: (MeetingId, Option<MeetingId>),
     next_session: u64,
+    authorize: Vec<(u64, MeetingId, SdkMeetingSessionCredentials)>,
 }
 
 fn caps(audio: MediaCapability, video: MediaCapability, content: MediaCapability) -> Capabilities {
@@ -64,13 +67,16 @@ impl Sim {
     fn new() -> Sim {
         let now = Instant::now();
         let config = EngineConfig::new(SERVER.parse().unwrap());
+        let meeting: MeetingId = "4101582d-72d2-451b-8ac0-f0f127992713".parse().unwrap();
         Sim {
             now,
             engine: Engine::new(config, now, 1_700_000_000_000),
             clients: Vec::new(),
             events: Vec::new(),
-            meeting: "4101582d-72d2-451b-8ac0-f0f127992713".parse().unwrap(),
+            meeting,
+            target: (meeting, None),
             next_session: 1,
+            authorize: Vec::new(),
         }
     }
 
@@ -106,10 +112,11 @@ impl Sim {
             self.now,
             session,
             Participant {
-                meeting: self.meeting,
+                meeting: self.target.0,
                 key,
                 external_user_id: name.to_owned(),
                 capabilities,
+                primary: self.target.1,
             },
         );
         let encoder = tone.map(|f| {
@@ -309,6 +316,11 @@ impl Sim {
                         }
                     }
                     Output::Event(e) => self.events.push(e),
+                    Output::Authorize {
+                        session,
+                        primary,
+                        credentials,
+                    } => self.authorize.push((session, primary, credentials)),
                 }
             }
             let mut to_server = Vec::new();
@@ -1088,4 +1100,241 @@ mod robustness {
             sim.run(Duration::from_millis(100));
         }
     }
+}
+
+#[test]
+fn replica_viewers_receive_the_primary_and_can_be_promoted() {
+    let mut sim = Sim::new();
+    let primary = sim.meeting;
+    let a = sim.connect("alice", Some(440.0), all());
+    let b = sim.connect("bob", Some(660.0), all());
+    let replica: MeetingId = "5101582d-72d2-451b-8ac0-f0f127992713".parse().unwrap();
+    sim.target = (replica, Some(primary));
+    let r1 = sim.connect("viewer-1", Some(1030.0), all());
+    let r2 = sim.connect("viewer-2", Some(1180.0), all());
+    for c in [a, b, r1, r2] {
+        sim.join(c);
+    }
+    // Replica viewers see the primary's roster, without themselves or each other; nobody sees them.
+    let names = |sim: &Sim, c: usize| {
+        let mut v: Vec<String> = sim.roster(c).values().map(|(e, _)| e.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&sim, r1), ["alice", "bob"]);
+    assert_eq!(names(&sim, a), ["alice", "bob"]);
+    // They may not publish.
+    assert_eq!(sim.index(r1).at_capacity, Some(true));
+    sim.subscribe(a, true, &[]);
+    let a_stream = sim.stream_of(r1, &attendee_of(&sim, a));
+    sim.subscribe(b, false, &[a_stream]);
+    sim.subscribe(r1, true, &[a_stream]);
+    let refused = sim
+        .frames(r1, FrameType::SubscribeAck)
+        .last()
+        .copied()
+        .unwrap()
+        .clone();
+    assert_eq!(refused.error.as_ref().and_then(|e| e.status), Some(206));
+    sim.subscribe(r2, false, &[a_stream]);
+    sim.run(Duration::from_secs(3));
+
+    let tail = |sim: &Sim, c: usize| {
+        let heard = &sim.clients[c].heard;
+        heard[heard.len().saturating_sub(24_000)..].to_vec()
+    };
+    for viewer in [r1, r2] {
+        let t = tail(&sim, viewer);
+        // 1030 and 1180 Hz stay clear of the 440/660 Hz mix's distortion products.
+        let (heard, viewers) = (
+            tone_power(&t, 440.0).min(tone_power(&t, 660.0)),
+            tone_power(&t, 1030.0).max(tone_power(&t, 1180.0)),
+        );
+        assert!(heard > 100.0, "viewer hears A and B");
+        assert!(
+            viewers * 1000.0 < heard,
+            "viewers are never mixed: {viewers} vs {heard}"
+        );
+        assert!(
+            sim.clients[viewer].video_frames.values().sum::<usize>() > 20,
+            "viewer sees A's camera"
+        );
+    }
+    assert!(tone_power(&tail(&sim, a), 1030.0) < 1.0);
+
+    // A viewer's data messages are refused (returned as throttled); the primary's reach it.
+    sim.frame(
+        r1,
+        SdkSignalFrame::data_message(
+            0,
+            vec![SdkDataMessagePayload {
+                topic: Some("chat".into()),
+                data: Some(b"hi".to_vec()),
+                ..Default::default()
+            }],
+        ),
+    );
+    let back = sim
+        .frames(r1, FrameType::DataMessage)
+        .last()
+        .unwrap()
+        .data_message
+        .clone()
+        .unwrap();
+    assert_eq!(back.messages[0].ingest_time_ns, Some(0));
+    assert!(sim.frames(a, FrameType::DataMessage).is_empty());
+    sim.frame(
+        a,
+        SdkSignalFrame::data_message(
+            0,
+            vec![SdkDataMessagePayload {
+                topic: Some("chat".into()),
+                data: Some(b"from the stage".to_vec()),
+                ..Default::default()
+            }],
+        ),
+    );
+    let got = sim
+        .frames(r2, FrameType::DataMessage)
+        .last()
+        .unwrap()
+        .data_message
+        .clone()
+        .unwrap();
+    assert_eq!(
+        got.messages[0].sender_external_user_id.as_deref(),
+        Some("alice")
+    );
+
+    // Promotion: the adapter checks the credentials, then R1 acts as a primary attendee.
+    let promoted: AttendeeId = "00000000-0000-0000-0000-0000000000f1".parse().unwrap();
+    let credentials = SdkMeetingSessionCredentials {
+        attendee_id: Some(promoted.to_string()),
+        external_user_id: Some("viewer-1-promoted".into()),
+        join_token: Some("token".into()),
+    };
+    sim.frame(
+        r1,
+        SdkSignalFrame {
+            primary_meeting_join: Some(SdkPrimaryMeetingJoinFrame {
+                credentials: Some(credentials.clone()),
+            }),
+            ..SdkSignalFrame::new(FrameType::PrimaryMeetingJoin, 0)
+        },
+    );
+    let (session, to, creds) = sim.authorize.pop().expect("an authorization request");
+    assert_eq!(
+        (session, to, creds),
+        (sim.clients[r1].session, primary, credentials)
+    );
+    sim.engine.promotion_authorized(
+        sim.now,
+        session,
+        promoted,
+        "viewer-1-promoted".into(),
+        all(),
+    );
+    sim.pump();
+    let ack = sim
+        .frames(r1, FrameType::PrimaryMeetingJoinAck)
+        .last()
+        .copied()
+        .unwrap()
+        .clone();
+    assert!(ack.error.is_none());
+    assert!(names(&sim, a).contains(&"viewer-1-promoted".to_owned()));
+    assert!(names(&sim, r2).contains(&"viewer-1-promoted".to_owned()));
+    assert_eq!(sim.index(r1).at_capacity, Some(false));
+    sim.run(Duration::from_secs(2));
+    assert!(
+        tone_power(&tail(&sim, a), 1030.0) > 100.0,
+        "A hears the promoted viewer"
+    );
+    assert!(
+        tone_power(&tail(&sim, r2), 1030.0) > 100.0,
+        "the other viewer hears it too"
+    );
+    assert!(tone_power(&tail(&sim, r1), 1030.0) < 1.0, "not itself");
+    // The promoted connection may publish now (a re-offer: one more receive line).
+    sim.subscribe(r1, true, &[a_stream, 0]);
+    let ack = sim
+        .frames(r1, FrameType::SubscribeAck)
+        .last()
+        .copied()
+        .unwrap()
+        .clone();
+    assert!(ack.error.is_none());
+    assert!(
+        sim.index(b)
+            .sources
+            .iter()
+            .any(|s| s.attendee_id.as_deref() == Some(promoted.to_string().as_str()))
+    );
+
+    // Client demotion: gone from the primary, back to viewing.
+    sim.frame(r1, SdkSignalFrame::new(FrameType::PrimaryMeetingLeave, 0));
+    assert!(!names(&sim, a).contains(&"viewer-1-promoted".to_owned()));
+    assert_eq!(sim.index(b).sources.len(), 1);
+    assert_eq!(sim.index(r1).at_capacity, Some(true));
+
+    // Promote again, then DeleteAttendee of the primary attendee demotes with PRIMARY_MEETING_LEAVE.
+    sim.engine.promotion_authorized(
+        sim.now,
+        session,
+        promoted,
+        "viewer-1-promoted".into(),
+        all(),
+    );
+    sim.pump();
+    assert!(names(&sim, a).contains(&"viewer-1-promoted".to_owned()));
+    sim.engine.attendee_deleted(sim.now, primary, promoted);
+    sim.pump();
+    assert_eq!(sim.frames(r1, FrameType::PrimaryMeetingLeave).len(), 1);
+    assert!(
+        sim.clients[r1].closed.is_none(),
+        "the replica connection continues"
+    );
+    assert!(!names(&sim, a).contains(&"viewer-1-promoted".to_owned()));
+
+    // A refused promotion and a promotion asked outside a replica both get an error status.
+    sim.engine.promotion_refused(sim.now, session, 403);
+    sim.pump();
+    let ack = sim
+        .frames(r1, FrameType::PrimaryMeetingJoinAck)
+        .last()
+        .copied()
+        .unwrap()
+        .clone();
+    assert_eq!(ack.error.and_then(|e| e.status), Some(403));
+    sim.frame(
+        a,
+        SdkSignalFrame {
+            primary_meeting_join: Some(SdkPrimaryMeetingJoinFrame { credentials: None }),
+            ..SdkSignalFrame::new(FrameType::PrimaryMeetingJoin, 0)
+        },
+    );
+    let ack = sim
+        .frames(a, FrameType::PrimaryMeetingJoinAck)
+        .last()
+        .copied()
+        .unwrap()
+        .clone();
+    assert_eq!(ack.error.and_then(|e| e.status), Some(403));
+
+    // The primary ends: the control plane ends its replicas, then it; everyone gets 410.
+    sim.engine.meeting_ended(sim.now, replica);
+    sim.engine.meeting_ended(sim.now, primary);
+    sim.pump();
+    for c in [a, b, r1, r2] {
+        assert!(
+            sim.frames(c, FrameType::AudioStatus).iter().any(|f| f
+                .audio_status
+                .as_ref()
+                .unwrap()
+                .audio_status
+                == Some(410)),
+            "client {c} got 410"
+        );
+    }
+    assert_eq!(sim.engine.session_count(), 0);
 }

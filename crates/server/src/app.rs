@@ -79,7 +79,8 @@ pub struct Node {
     pub http_addr: SocketAddr,
     pub media_addr: SocketAddr,
     pub public_url: String,
-    media_events: Option<tokio::sync::mpsc::UnboundedReceiver<carillon_media::MediaEvent>>,
+    media_upcalls: Option<crate::media::Upcalls>,
+    events: crate::config::EventSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,13 +112,14 @@ impl Node {
         };
         let snapshot = store.load()?;
         let (meetings, attendees) = (snapshot.meetings.len(), snapshot.attendees.len());
-        let mut plane = ControlPlane::restore(
+        let mut plane = ControlPlane::new(
             config.limits.clone(),
             config.account_id.clone(),
             Box::new(StdRng::from_os_rng()),
-            snapshot,
-            clock.now_ms(),
         );
+        // Before loading: meetings that ended while the server was down report there too.
+        plane.set_event_targets(config.events.global_targets());
+        plane.load_snapshot(snapshot, clock.now_ms());
         store.commit(plane.take_changes()).await?;
         for notice in plane.take_notices() {
             tracing::info!(?notice, "ended while the server was down");
@@ -151,7 +153,7 @@ impl Node {
         engine.max_video_publishers = config.media.max_video_publishers;
         engine.mixer.top_k = config.media.mixer_top_k;
         engine.reconnect_grace = config.media.reconnect_grace;
-        let (media, media_events) =
+        let (media, media_upcalls) =
             crate::media::start(media_udp, engine).map_err(|e| StartError::Bind(media_addr, e))?;
         let app = Arc::new(App {
             plane: Mutex::new(plane),
@@ -176,7 +178,8 @@ impl Node {
             http_addr,
             media_addr,
             public_url,
-            media_events: Some(media_events),
+            media_upcalls: Some(media_upcalls),
+            events: config.events.clone(),
         })
     }
 
@@ -199,17 +202,25 @@ impl Node {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sweeper = tokio::spawn(sweep_loop(self.app.clone()));
-        let events = self
-            .media_events
-            .take()
-            .map(|rx| tokio::spawn(crate::media::apply_events(self.app.clone(), rx)));
+        let delivery = crate::events::start(&self.app, self.app.store.clone(), &self.events);
+        let upcalls = self.media_upcalls.take().map(|up| {
+            (
+                tokio::spawn(crate::media::apply_events(self.app.clone(), up.events)),
+                tokio::spawn(crate::media::authorize_promotions(
+                    self.app.clone(),
+                    up.promotions,
+                )),
+            )
+        });
         let result = axum::serve(self.http, router(self.app.clone()))
             .with_graceful_shutdown(shutdown)
             .await;
         sweeper.abort();
-        if let Some(events) = events {
+        if let Some((events, promotions)) = upcalls {
             events.abort();
+            promotions.abort();
         }
+        delivery.shutdown();
         result
     }
 }

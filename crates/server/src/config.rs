@@ -30,7 +30,8 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
-/// Flags of `carillon serve`. Every flag also reads `CARILLON_<NAME>` and the config file.
+/// Flags of `carillon serve`. Every flag also reads `CARILLON_<NAME>` (on/off flags take 1/0
+/// as well as true/false there) and the config file.
 #[derive(Debug, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeArgs {
@@ -87,7 +88,7 @@ pub struct ServeArgs {
     #[serde(default, deserialize_with = "de_duration")]
     pub reconnect_grace: Option<Duration>,
     /// Enforce per-operation API rate limits (AWS-like: 10 requests/s, burst 20).
-    #[arg(long, env = "CARILLON_API_RATE_LIMIT")]
+    #[arg(long, env = "CARILLON_API_RATE_LIMIT", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     #[serde(default)]
     pub api_rate_limit: bool,
     /// Requests per second per operation when rate limits are on (default 10).
@@ -98,17 +99,41 @@ pub struct ServeArgs {
     pub api_burst: Option<u32>,
     /// Answer schema violations with the unmodeled ValidationException (as Coral does)
     /// instead of BadRequestException.
-    #[arg(long, env = "CARILLON_VALIDATION_EXCEPTION")]
+    #[arg(long, env = "CARILLON_VALIDATION_EXCEPTION", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     #[serde(default)]
     pub validation_exception: bool,
     /// fsync every commit (survives power loss; slower). Default: durable across crashes.
-    #[arg(long, env = "CARILLON_FULL_SYNC")]
+    #[arg(long, env = "CARILLON_FULL_SYNC", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     #[serde(default)]
     pub full_sync: bool,
     /// Enables POST /_carillon/test/clock to move the lifecycle clock (tests only).
-    #[arg(long, env = "CARILLON_TEST_CLOCK", hide = true)]
+    #[arg(long, env = "CARILLON_TEST_CLOCK", hide = true, action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     #[serde(default)]
     pub test_clock: bool,
+    /// Webhook receiving every meeting event (repeatable; environment: comma-separated).
+    #[arg(long = "webhook", env = "CARILLON_WEBHOOKS", value_delimiter = ',')]
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// Deliver meeting events to EventBridge (default bus of the meeting's control region).
+    #[arg(
+        long,
+        env = "CARILLON_EVENTBRIDGE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    #[serde(default)]
+    pub eventbridge: bool,
+    /// `Source` of EventBridge entries (default aws.chime, which real AWS reserves).
+    #[arg(long, env = "CARILLON_EVENTBRIDGE_SOURCE")]
+    pub eventbridge_source: Option<String>,
+    /// Give up a failing event delivery once the event is older than this (default 24h).
+    #[arg(long, env = "CARILLON_EVENT_MAX_AGE", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub event_max_age: Option<Duration>,
+    /// Key of the webhook signatures. Environment (`CARILLON_WEBHOOK_SECRET`) or config file
+    /// only, never a flag.
+    #[arg(skip)]
+    pub webhook_secret: Option<String>,
     /// SigV4 key pairs `AKID:SECRET[,AKID:SECRET…]` (config file: a list). Environment only
     /// (`CARILLON_CREDENTIALS`), never a flag, so secrets stay out of process listings.
     #[arg(skip)]
@@ -143,6 +168,32 @@ pub struct Config {
     pub validation_exception: bool,
     pub full_sync: bool,
     pub test_clock: bool,
+    pub events: EventSettings,
+}
+
+/// Meeting event delivery settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSettings {
+    pub webhooks: Vec<String>,
+    pub webhook_secret: Option<String>,
+    pub eventbridge: bool,
+    pub eventbridge_source: Option<String>,
+    pub max_age: Duration,
+}
+
+impl EventSettings {
+    /// The targets every meeting's events go to, besides its NotificationsConfiguration.
+    pub fn global_targets(&self) -> Vec<carillon_control::EventTarget> {
+        let mut targets: Vec<carillon_control::EventTarget> = self
+            .webhooks
+            .iter()
+            .map(|url| carillon_control::EventTarget::Webhook(url.clone()))
+            .collect();
+        if self.eventbridge {
+            targets.push(carillon_control::EventTarget::EventBridge);
+        }
+        targets
+    }
 }
 
 /// Media-plane settings.
@@ -289,6 +340,23 @@ impl Config {
             validation_exception: args.validation_exception || file.validation_exception,
             full_sync: args.full_sync || file.full_sync,
             test_clock: args.test_clock || file.test_clock,
+            events: EventSettings {
+                webhooks: if args.webhooks.is_empty() {
+                    file.webhooks
+                } else {
+                    args.webhooks
+                },
+                webhook_secret: args
+                    .webhook_secret
+                    .or(file.webhook_secret)
+                    .filter(|s| !s.is_empty()),
+                eventbridge: args.eventbridge || file.eventbridge,
+                eventbridge_source: args.eventbridge_source.or(file.eventbridge_source),
+                max_age: args
+                    .event_max_age
+                    .or(file.event_max_age)
+                    .unwrap_or(Duration::from_secs(24 * 3600)),
+            },
         };
         if !config.account_id.chars().all(|c| c.is_ascii_digit()) || config.account_id.len() != 12 {
             return Err(ConfigError::Invalid(format!(
@@ -304,6 +372,26 @@ impl Config {
         if !(1..=32).contains(&config.media.mixer_top_k) {
             return Err(ConfigError::Invalid(
                 "mixer-top-k must be between 1 and 32".into(),
+            ));
+        }
+        for url in &config.events.webhooks {
+            let valid = url.parse::<axum::http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+            });
+            if !valid {
+                return Err(ConfigError::Invalid(format!(
+                    "webhook must be an http:// or https:// URL (got '{url}')"
+                )));
+            }
+        }
+        if !config.events.webhooks.is_empty() && config.events.webhook_secret.is_none() {
+            return Err(ConfigError::Invalid(
+                "webhooks are signed: set CARILLON_WEBHOOK_SECRET (or `webhook-secret` in the config file)".into(),
+            ));
+        }
+        if config.events.max_age < Duration::from_secs(60) {
+            return Err(ConfigError::Invalid(
+                "event-max-age must be at least 1m".into(),
             ));
         }
         if config.dev_credentials && !config.listen.ip().is_loopback() {
@@ -352,6 +440,33 @@ mod tests {
             c.credentials,
             vec![("AK1".into(), "s1".into()), ("AK2".into(), "s:2".into())]
         );
+    }
+
+    #[test]
+    fn webhooks_need_a_secret_and_a_url() {
+        let args = ServeArgs {
+            webhooks: vec!["http://127.0.0.1:9/hook".into()],
+            ..Default::default()
+        };
+        assert!(Config::resolve(args, None).is_err());
+        let args = ServeArgs {
+            webhooks: vec!["ftp://example.com/x".into()],
+            webhook_secret: Some("s".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(args, None).is_err());
+        let args = ServeArgs {
+            webhooks: vec![
+                "http://127.0.0.1:9/hook".into(),
+                "https://example.com/h".into(),
+            ],
+            webhook_secret: Some("s".into()),
+            eventbridge: true,
+            ..Default::default()
+        };
+        let c = Config::resolve(args, None).unwrap();
+        assert_eq!(c.events.global_targets().len(), 3);
+        assert_eq!(c.events.max_age, Duration::from_secs(86_400));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod app;
 pub mod client_events;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod media;
 pub mod rest;
 pub mod web;

@@ -16,7 +16,11 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve(args) = cli.command;
+    let Command::Serve(mut args) = cli.command;
+    // Secrets come from the environment (or the config file), never from a flag.
+    if let Ok(secret) = std::env::var("CARILLON_WEBHOOK_SECRET") {
+        args.webhook_secret = Some(secret);
+    }
     let config = match Config::resolve(args, std::env::var("CARILLON_CREDENTIALS").ok()) {
         Ok(c) => c,
         Err(e) => {

@@ -18,7 +18,7 @@ use carillon_media::{
     Engine, EngineConfig, MediaEvent, MediaEventKind, Output, Participant, ParticipantKey,
     SessionId,
 };
-use carillon_signaling::proto::SdkSignalFrame;
+use carillon_signaling::proto::{SdkMeetingSessionCredentials, SdkSignalFrame};
 use carillon_signaling::{decode_frame, encode_frame};
 use tokio::sync::mpsc;
 
@@ -39,6 +39,18 @@ enum Command {
         session: SessionId,
     },
     Notice(Notice),
+    /// The control plane's answer to a promotion request.
+    Promotion {
+        session: SessionId,
+        result: Result<Participant, u32>,
+    },
+}
+
+/// A replica connection's request to be promoted into its primary meeting.
+pub struct PromotionRequest {
+    session: SessionId,
+    primary: MeetingId,
+    credentials: SdkMeetingSessionCredentials,
 }
 
 /// What the media thread asks a WebSocket task to do.
@@ -61,14 +73,22 @@ impl MediaHandle {
     }
 }
 
-/// Starts the media thread on `socket`. Media events come back on the returned receiver.
+/// What the media thread asks of the control plane.
+pub struct Upcalls {
+    pub events: mpsc::UnboundedReceiver<MediaEvent>,
+    pub promotions: mpsc::UnboundedReceiver<PromotionRequest>,
+}
+
+/// Starts the media thread on `socket`. Media events and promotion requests come back on the
+/// returned receivers.
 pub fn start(
     socket: std::net::UdpSocket,
     config: EngineConfig,
-) -> std::io::Result<(MediaHandle, mpsc::UnboundedReceiver<MediaEvent>)> {
+) -> std::io::Result<(MediaHandle, Upcalls)> {
     socket.set_nonblocking(true)?;
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (promotions_tx, promotions_rx) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("carillon-media".into())
         .spawn(move || {
@@ -76,14 +96,17 @@ pub fn start(
                 .enable_all()
                 .build()
                 .expect("a current-thread runtime starts");
-            runtime.block_on(run(socket, config, command_rx, events_tx));
+            runtime.block_on(run(socket, config, command_rx, events_tx, promotions_tx));
         })?;
     Ok((
         MediaHandle {
             commands,
             next_session: AtomicU64::new(1),
         },
-        events_rx,
+        Upcalls {
+            events: events_rx,
+            promotions: promotions_rx,
+        },
     ))
 }
 
@@ -92,6 +115,7 @@ async fn run(
     config: EngineConfig,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<MediaEvent>,
+    promotions: mpsc::UnboundedSender<PromotionRequest>,
 ) {
     let socket = match tokio::net::UdpSocket::from_std(socket) {
         Ok(s) => s,
@@ -135,6 +159,16 @@ async fn run(
                         sessions.remove(&session);
                         engine.close_session(now, session);
                     }
+                    Command::Promotion { session, result } => match result {
+                        Ok(p) => engine.promotion_authorized(
+                            now,
+                            session,
+                            p.key.attendee,
+                            p.external_user_id,
+                            p.capabilities,
+                        ),
+                        Err(status) => engine.promotion_refused(now, session, status),
+                    },
                     Command::Notice(notice) => match notice {
                         Notice::MeetingEnded { meeting, .. } => engine.meeting_ended(now, meeting),
                         Notice::AttendeeDeleted { meeting, attendee } => engine.attendee_deleted(now, meeting, attendee),
@@ -174,6 +208,17 @@ async fn run(
                 Output::Event(event) => {
                     let _ = events.send(event);
                 }
+                Output::Authorize {
+                    session,
+                    primary,
+                    credentials,
+                } => {
+                    let _ = promotions.send(PromotionRequest {
+                        session,
+                        primary,
+                        credentials,
+                    });
+                }
             }
         }
     }
@@ -185,15 +230,19 @@ pub async fn apply_events(app: Arc<App>, mut events: mpsc::UnboundedReceiver<Med
     while let Some(event) = events.recv().await {
         tracing::info!(kind = ?event.kind, meeting = %event.meeting, attendee = %event.attendee, "media event");
         let now = app.clock.now_ms();
-        let ((), pending) = match event.kind {
-            MediaEventKind::AttendeeJoined => {
-                app.mutate(|plane| plane.attendee_connected(event.meeting, event.attendee, now))
+        // Connection counting (the idle rule) and the event, in one commit.
+        let ((), pending) = app.mutate(|plane| {
+            match event.kind {
+                MediaEventKind::AttendeeJoined => {
+                    plane.attendee_connected(event.meeting, event.attendee, now)
+                }
+                MediaEventKind::AttendeeLeft | MediaEventKind::AttendeeDropped => {
+                    plane.attendee_disconnected(event.meeting, event.attendee, now)
+                }
+                _ => {}
             }
-            MediaEventKind::AttendeeLeft | MediaEventKind::AttendeeDropped => {
-                app.mutate(|plane| plane.attendee_disconnected(event.meeting, event.attendee, now))
-            }
-            _ => continue,
-        };
+            crate::events::record_media_event(plane, &event, now);
+        });
         if let Err(e) = pending.finish(&app).await {
             tracing::error!(error = %e, "store commit failed while recording a connection");
         }
@@ -259,6 +308,12 @@ fn authenticate(app: &App, meeting: MeetingId, token: &str) -> Result<Participan
             Rejection::Forbidden
         });
     };
+    let primary = plane
+        .get_meeting(meeting, now)
+        .ok()
+        .and_then(|m| m.spec.primary_meeting_id);
+    drop(plane);
+    crate::events::authorized(app, meeting, &attendee, content);
     let capabilities: Capabilities = attendee.capabilities;
     Ok(Participant {
         meeting,
@@ -272,7 +327,41 @@ fn authenticate(app: &App, meeting: MeetingId, token: &str) -> Result<Participan
             attendee.external_user_id
         },
         capabilities,
+        primary,
     })
+}
+
+/// Checks promotion credentials against the primary meeting: the join token must belong to
+/// the named attendee of that meeting (403 otherwise).
+pub async fn authorize_promotions(
+    app: Arc<App>,
+    mut requests: mpsc::UnboundedReceiver<PromotionRequest>,
+) {
+    while let Some(request) = requests.recv().await {
+        let now = app.clock.now_ms();
+        let token = request.credentials.join_token.clone().unwrap_or_default();
+        let claimed = request.credentials.attendee_id.clone().unwrap_or_default();
+        let attendee = app.plane().authenticate(request.primary, &token, now);
+        let result = match attendee {
+            Some(a) if a.id.to_string().eq_ignore_ascii_case(&claimed) => Ok(Participant {
+                meeting: request.primary,
+                key: ParticipantKey {
+                    attendee: a.id,
+                    content: false,
+                },
+                external_user_id: a.external_user_id,
+                capabilities: a.capabilities,
+                primary: None,
+            }),
+            _ => Err(403),
+        };
+        if let Some(media) = &app.media {
+            let _ = media.commands.send(Command::Promotion {
+                session: request.session,
+                result,
+            });
+        }
+    }
 }
 
 async fn reject(mut socket: WebSocket, rejection: Rejection) {

@@ -156,7 +156,7 @@ pub(crate) fn parse_scope(credential: &str) -> Result<Scope<'_>, SigV4Error> {
 mod tests {
     use super::*;
 
-    const SIG: &str = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+    const SIG: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
     fn part_of(e: SigV4Error) -> &'static str {
         match e {

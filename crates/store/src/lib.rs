@@ -9,14 +9,28 @@
 //! * The returned [`CommitTicket`] resolves once the changes are durable; only then does the
 //!   server answer the client. A store may group many submissions into one transaction.
 //! * `RemoveMeeting` also removes that meeting's attendees.
+//! * `Event` writes the event to the outbox with one pending delivery per target, in the same
+//!   transaction as the changes submitted with it: an event exists if and only if its state
+//!   change was committed.
+//!
+//! The outbox methods serve the delivery workers (`carillon-events`):
+//!
+//! * reads (`outbox_targets`, `outbox_due`, `outbox_next_due`, `outbox_counts`) block the
+//!   calling thread briefly and never wait for the writer (call them from a blocking task);
+//! * writes (`outbox_settle`, `outbox_prune`) go through the same ordered commit path as the
+//!   changes and resolve once durable;
+//! * [`Store::outbox_signal`] is raised after every commit that added events, with their
+//!   targets, so idle workers wake up without polling.
 //!
 //! [`SqliteStore`] is the embedded default. A PostgreSQL backend implements the same trait.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
-use carillon_control::{Change, Snapshot};
+use carillon_control::{Change, EpochMillis, Event, Snapshot};
 
 mod sqlite;
 
@@ -46,6 +60,115 @@ pub trait Store: Send + Sync + 'static {
 
     /// Submits changes for a durable commit; see the crate docs for the ordering contract.
     fn commit(&self, changes: Vec<Change>) -> CommitTicket;
+
+    /// Targets that have pending (not yet delivered, not abandoned) deliveries.
+    fn outbox_targets(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Up to `limit` pending deliveries of `target` whose next attempt is due at `now`,
+    /// the earliest due first (then in event order).
+    fn outbox_due(
+        &self,
+        target: &str,
+        now: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// When the next pending delivery of `target` is due (`None`: nothing pending).
+    fn outbox_next_due(&self, target: &str) -> Result<Option<EpochMillis>, StoreError>;
+
+    /// Pending and abandoned deliveries per target (a full scan: for periodic reports).
+    fn outbox_counts(&self) -> Result<Vec<TargetCounts>, StoreError>;
+
+    /// Records delivery outcomes. A delivered event whose last delivery this was is removed.
+    fn outbox_settle(&self, settlements: Vec<Settlement>) -> CommitTicket;
+
+    /// Removes deliveries abandoned before `dead_before`, and events with no delivery left.
+    fn outbox_prune(&self, dead_before: EpochMillis) -> CommitTicket;
+
+    /// Raised after each commit that added events.
+    fn outbox_signal(&self) -> &OutboxSignal;
+}
+
+/// One pending delivery of an event to a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The event's position in the outbox.
+    pub seq: u64,
+    /// The target key (`carillon_control::EventTarget::key`).
+    pub target: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    pub event: Event,
+}
+
+/// The outcome of one delivery attempt (or a decision about a target's backlog).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Delivered: the delivery is removed.
+    Delivered { seq: u64, target: String },
+    /// Failed: one more attempt counted, the next one not before `next_attempt`.
+    Retry {
+        seq: u64,
+        target: String,
+        next_attempt: EpochMillis,
+        error: String,
+    },
+    /// Failed and given up (too old): kept as abandoned until pruned.
+    Abandon {
+        seq: u64,
+        target: String,
+        at: EpochMillis,
+        error: String,
+    },
+    /// Gives up every pending delivery of `target` whose event happened before
+    /// `created_before` (a target that has been failing for longer than events are kept).
+    AbandonOlder {
+        target: String,
+        created_before: EpochMillis,
+        at: EpochMillis,
+        error: String,
+    },
+}
+
+/// Deliveries of one target, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetCounts {
+    pub target: String,
+    pub pending: u64,
+    pub abandoned: u64,
+}
+
+/// Wakes the delivery workers when events are committed, and tells them for which targets.
+/// The set of targets is bounded by the number of distinct targets; a notification sent
+/// while nobody waits is kept (`tokio::sync::Notify::notify_one`).
+#[derive(Debug, Default)]
+pub struct OutboxSignal {
+    notify: tokio::sync::Notify,
+    targets: Mutex<HashSet<String>>,
+}
+
+impl OutboxSignal {
+    /// Called by a store after a commit that added events for `targets`.
+    pub fn raise<'a>(&self, targets: impl IntoIterator<Item = &'a str>) {
+        let mut set = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        for t in targets {
+            if !set.contains(t) {
+                set.insert(t.to_owned());
+            }
+        }
+        drop(set);
+        self.notify.notify_one();
+    }
+
+    /// Waits until raised (returns at once if it was raised since the last wait).
+    pub async fn wait(&self) {
+        self.notify.notified().await;
+    }
+
+    /// The targets that got events since the last call.
+    pub fn take_targets(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.targets.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// Resolves when a commit is durable (or failed).

@@ -1,22 +1,32 @@
 //! SQLite backend: one file, WAL mode, one writer thread that groups concurrent commits into a
 //! single transaction ("group commit"), so throughput does not pay one fsync per request.
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
-use carillon_control::{Attendee, Capabilities, Change, MediaCapability, Meeting, Snapshot};
+use carillon_control::{
+    Attendee, Capabilities, Change, EpochMillis, Event, MediaCapability, Meeting, Snapshot,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::{CommitTicket, Store, StoreError};
+use crate::{CommitTicket, Delivery, OutboxSignal, Settlement, Store, StoreError, TargetCounts};
 
 /// Schema migrations, applied in order. Never edit an entry once released; add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "outbox",
+        include_str!("../migrations/sqlite/0002_outbox.sql"),
+    ),
+];
 
 /// Most submissions folded into one transaction.
 const MAX_GROUP: usize = 1024;
@@ -31,17 +41,24 @@ pub enum Synchronous {
     Full,
 }
 
+/// What one submission writes.
+enum Work {
+    Changes(Vec<Change>),
+    Settle(Vec<Settlement>),
+    Prune(EpochMillis),
+}
+
 enum Request {
-    Commit(
-        Vec<Change>,
-        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-    ),
+    Commit(Work, tokio::sync::oneshot::Sender<Result<(), StoreError>>),
     Load(mpsc::Sender<Result<Snapshot, StoreError>>),
 }
 
-/// The embedded store. Cheap to share: it is a channel to the writer thread.
+/// The embedded store. Cheap to share: a channel to the writer thread, and a second
+/// connection for the outbox reads (WAL lets it read while the writer writes).
 pub struct SqliteStore {
     tx: Mutex<mpsc::Sender<Request>>,
+    reader: Mutex<Connection>,
+    signal: Arc<OutboxSignal>,
 }
 
 impl SqliteStore {
@@ -60,12 +77,37 @@ impl SqliteStore {
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
+        let reader = Connection::open(path)?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.pragma_update(None, "query_only", "ON")?;
+        let signal = Arc::new(OutboxSignal::default());
         let (tx, rx) = mpsc::channel();
+        let writer_signal = signal.clone();
         thread::Builder::new()
             .name("carillon-store".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &writer_signal))
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore { tx: Mutex::new(tx) })
+        Ok(SqliteStore {
+            tx: Mutex::new(tx),
+            reader: Mutex::new(reader),
+            signal,
+        })
+    }
+
+    fn submit(&self, work: Work) -> CommitTicket {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match self.send(Request::Commit(work, tx)) {
+            Ok(()) => CommitTicket::pending(rx),
+            Err(e) => CommitTicket::ready(Err(e)),
+        }
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn)
     }
 
     fn send(&self, request: Request) -> Result<(), StoreError> {
@@ -88,11 +130,94 @@ impl Store for SqliteStore {
         if changes.is_empty() {
             return CommitTicket::ready(Ok(()));
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        match self.send(Request::Commit(changes, tx)) {
-            Ok(()) => CommitTicket::pending(rx),
-            Err(e) => CommitTicket::ready(Err(e)),
+        self.submit(Work::Changes(changes))
+    }
+
+    fn outbox_targets(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT DISTINCT target FROM outbox_deliveries WHERE dead_at IS NULL",
+            )?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn outbox_due(
+        &self,
+        target: &str,
+        now: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT d.seq, d.attempts, e.record
+                 FROM outbox_deliveries d JOIN outbox_events e ON e.seq = d.seq
+                 WHERE d.target = ?1 AND d.dead_at IS NULL AND d.next_attempt <= ?2
+                 ORDER BY d.seq
+                 LIMIT ?3",
+            )?;
+            let mut rows = stmt.query(params![target, sql_time(now), limit as i64])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let seq: i64 = row.get(0)?;
+                let attempts: i64 = row.get(1)?;
+                let record: String = row.get(2)?;
+                let event: Event = serde_json::from_str(&record)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox event {seq}: {e}")))?;
+                out.push(Delivery {
+                    seq: seq as u64,
+                    target: target.to_owned(),
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    event,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn outbox_next_due(&self, target: &str) -> Result<Option<EpochMillis>, StoreError> {
+        self.read(|conn| {
+            let next: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT MIN(next_attempt) FROM outbox_deliveries
+                     WHERE target = ?1 AND dead_at IS NULL",
+                )?
+                .query_row([target], |row| row.get(0))?;
+            Ok(next.map(|n| n.max(0) as u64))
+        })
+    }
+
+    fn outbox_counts(&self) -> Result<Vec<TargetCounts>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT target, SUM(dead_at IS NULL), SUM(dead_at IS NOT NULL)
+                 FROM outbox_deliveries GROUP BY target ORDER BY target",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(TargetCounts {
+                    target: row.get(0)?,
+                    pending: row.get::<_, i64>(1)? as u64,
+                    abandoned: row.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn outbox_settle(&self, settlements: Vec<Settlement>) -> CommitTicket {
+        if settlements.is_empty() {
+            return CommitTicket::ready(Ok(()));
         }
+        self.submit(Work::Settle(settlements))
+    }
+
+    fn outbox_prune(&self, dead_before: EpochMillis) -> CommitTicket {
+        self.submit(Work::Prune(dead_before))
+    }
+
+    fn outbox_signal(&self) -> &OutboxSignal {
+        &self.signal
     }
 }
 
@@ -128,7 +253,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, signal: &OutboxSignal) {
     while let Ok(first) = rx.recv() {
         let mut commits = Vec::new();
         let mut pending = Some(first);
@@ -136,38 +261,44 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>) {
             match request {
                 Request::Load(reply) => {
                     // Loads are rare (start-up): flush what is queued before answering.
-                    flush(&mut conn, std::mem::take(&mut commits));
+                    flush(&mut conn, std::mem::take(&mut commits), signal);
                     let _ = reply.send(load(&conn));
                 }
-                Request::Commit(changes, reply) => commits.push((changes, reply)),
+                Request::Commit(work, reply) => commits.push((work, reply)),
             }
             if commits.len() < MAX_GROUP {
                 pending = rx.try_recv().ok();
             }
         }
-        flush(&mut conn, commits);
+        flush(&mut conn, commits, signal);
     }
 }
 
-type Pending = (
-    Vec<Change>,
-    tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-);
+type Pending = (Work, tokio::sync::oneshot::Sender<Result<(), StoreError>>);
 
 /// Commits a group in one transaction. If that fails, each submission is retried alone so one
-/// bad change cannot fail its neighbours.
-fn flush(conn: &mut Connection, commits: Vec<Pending>) {
+/// bad change cannot fail its neighbours. Once durable, the outbox signal is raised for the
+/// targets of the events written.
+fn flush(conn: &mut Connection, commits: Vec<Pending>, signal: &OutboxSignal) {
     if commits.is_empty() {
         return;
     }
+    let mut targets: HashSet<String> = HashSet::new();
     let group = conn.transaction().map_err(StoreError::from).and_then(|tx| {
-        for (changes, _) in &commits {
-            apply(&tx, changes)?;
+        for (work, _) in &commits {
+            match work {
+                Work::Changes(changes) => apply(&tx, changes, &mut targets)?,
+                Work::Settle(settlements) => settle(&tx, settlements)?,
+                Work::Prune(dead_before) => prune(&tx, *dead_before)?,
+            }
         }
         tx.commit().map_err(StoreError::from)
     });
     match group {
         Ok(()) => {
+            if !targets.is_empty() {
+                signal.raise(targets.iter().map(String::as_str));
+            }
             for (_, reply) in commits {
                 let _ = reply.send(Ok(()));
             }
@@ -180,13 +311,122 @@ fn flush(conn: &mut Connection, commits: Vec<Pending>) {
         Err(e) => {
             tracing::warn!(error = %e, size = commits.len(), "group commit failed; retrying one by one");
             for one in commits {
-                flush(conn, vec![one]);
+                flush(conn, vec![one], signal);
             }
         }
     }
 }
 
-fn apply(tx: &Transaction<'_>, changes: &[Change]) -> Result<(), StoreError> {
+fn settle(tx: &Transaction<'_>, settlements: &[Settlement]) -> Result<(), StoreError> {
+    for s in settlements {
+        match s {
+            Settlement::Delivered { seq, target } => {
+                let removed = tx
+                    .prepare_cached("DELETE FROM outbox_deliveries WHERE target = ?1 AND seq = ?2")?
+                    .execute(params![target, *seq as i64])?;
+                if removed > 0 {
+                    settled_one(tx, *seq)?;
+                }
+            }
+            Settlement::Retry {
+                seq,
+                target,
+                next_attempt,
+                error,
+            } => {
+                tx.prepare_cached(
+                    "UPDATE outbox_deliveries
+                     SET attempts = attempts + 1, next_attempt = ?3, last_error = ?4
+                     WHERE seq = ?1 AND target = ?2 AND dead_at IS NULL",
+                )?
+                .execute(params![
+                    *seq as i64,
+                    target,
+                    sql_time(*next_attempt),
+                    error
+                ])?;
+            }
+            Settlement::Abandon {
+                seq,
+                target,
+                at,
+                error,
+            } => {
+                tx.prepare_cached(
+                    "UPDATE outbox_deliveries
+                     SET attempts = attempts + 1, dead_at = ?3, last_error = ?4
+                     WHERE seq = ?1 AND target = ?2 AND dead_at IS NULL",
+                )?
+                .execute(params![*seq as i64, target, sql_time(*at), error])?;
+            }
+            Settlement::AbandonOlder {
+                target,
+                created_before,
+                at,
+                error,
+            } => {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE outbox_deliveries SET dead_at = ?3, last_error = ?4
+                         WHERE target = ?1 AND dead_at IS NULL AND created_at < ?2",
+                    )?
+                    .execute(params![
+                        target,
+                        sql_time(*created_before),
+                        sql_time(*at),
+                        error
+                    ])?;
+                tracing::debug!(target, abandoned = n, "outbox: gave up old deliveries");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Epoch milliseconds as SQLite's signed integer (far-future values saturate).
+fn sql_time(t: EpochMillis) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+/// One delivery of event `seq` is gone: the event goes with its last one.
+fn settled_one(tx: &Transaction<'_>, seq: u64) -> Result<(), StoreError> {
+    let remaining: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE outbox_events SET remaining = remaining - 1 WHERE seq = ?1 RETURNING remaining",
+        )?
+        .query_row([seq as i64], |row| row.get(0))
+        .optional()?;
+    if remaining.is_some_and(|r| r <= 0) {
+        tx.prepare_cached("DELETE FROM outbox_events WHERE seq = ?1")?
+            .execute([seq as i64])?;
+    }
+    Ok(())
+}
+
+fn prune(tx: &Transaction<'_>, dead_before: EpochMillis) -> Result<(), StoreError> {
+    let seqs: Vec<i64> = {
+        let mut stmt = tx.prepare_cached(
+            "DELETE FROM outbox_deliveries WHERE dead_at IS NOT NULL AND dead_at < ?1
+             RETURNING seq",
+        )?;
+        let rows = stmt.query_map([sql_time(dead_before)], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for seq in &seqs {
+        settled_one(tx, *seq as u64)?;
+    }
+    if !seqs.is_empty() {
+        tracing::info!(pruned = seqs.len(), "outbox: removed abandoned deliveries");
+    }
+    Ok(())
+}
+
+/// Writes `changes`; adds the targets of the events written to `targets`.
+fn apply(
+    tx: &Transaction<'_>,
+    changes: &[Change],
+    targets: &mut HashSet<String>,
+) -> Result<(), StoreError> {
     for change in changes {
         match change {
             Change::PutMeeting(m) => {
@@ -233,6 +473,31 @@ fn apply(tx: &Transaction<'_>, changes: &[Change]) -> Result<(), StoreError> {
             Change::RemoveAttendee(_, attendee) => {
                 tx.prepare_cached("DELETE FROM attendees WHERE attendee_id = ?1")?
                     .execute([attendee.to_string()])?;
+            }
+            Change::Event(event) => {
+                let mut keys: Vec<String> = event.targets.iter().map(|t| t.key()).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                let record = serde_json::to_string(event)
+                    .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+                tx.prepare_cached(
+                    "INSERT INTO outbox_events (created_at, remaining, record) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![
+                    sql_time(event.time),
+                    keys.len() as i64,
+                    record
+                ])?;
+                let seq = tx.last_insert_rowid();
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO outbox_deliveries (target, seq, created_at) VALUES (?1, ?2, ?3)",
+                )?;
+                for key in keys {
+                    insert.execute(params![key, seq, sql_time(event.time)])?;
+                    if !targets.contains(&key) {
+                        targets.insert(key);
+                    }
+                }
             }
         }
     }

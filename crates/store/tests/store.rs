@@ -154,7 +154,7 @@ fn everything_survives_a_reopen() {
     let mut loaded: Vec<Attendee> = snapshot.attendees.clone();
     loaded.sort_by_key(|a| a.seq);
     assert_eq!(loaded, kept);
-    assert_eq!(carillon_store::schema_version(&path).unwrap(), Some(1));
+    assert_eq!(carillon_store::schema_version(&path).unwrap(), Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,4 +212,209 @@ async fn concurrent_commits_are_grouped_and_all_durable() {
     drop(store);
     let reopened = SqliteStore::open(&path, Synchronous::Full).unwrap();
     assert_eq!(reopened.load().unwrap().attendees.len(), 200);
+}
+
+// ----- the events outbox -----
+
+const QUEUE: &str = "sqs:arn:aws:sqs:us-east-1:000000000000:q";
+const HOOK: &str = "webhook:http://127.0.0.1:9/hook";
+
+fn outbox_plane() -> ControlPlane {
+    let mut p = plane();
+    p.set_event_targets(vec![EventTarget::Webhook("http://127.0.0.1:9/hook".into())]);
+    p
+}
+
+fn keys_of(deliveries: &[carillon_store::Delivery]) -> Vec<(u64, String)> {
+    deliveries
+        .iter()
+        .map(|d| (d.seq, d.event.kind.event_type().to_owned()))
+        .collect()
+}
+
+#[test]
+fn events_are_written_with_their_change_and_survive_a_reopen() {
+    use carillon_store::Settlement;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carillon.db");
+    let caller = Caller {
+        region: "us-east-1".into(),
+    };
+    let mut p = outbox_plane();
+    let meeting = {
+        let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
+        let m = p
+            .create_meeting(
+                CreateMeeting {
+                    client_request_token: None,
+                    spec: spec("m"),
+                },
+                &caller,
+                1_000,
+            )
+            .unwrap();
+        for i in 0..3 {
+            p.create_attendee(
+                m.id,
+                AttendeeRequest {
+                    external_user_id: format!("u{i}"),
+                    capabilities: None,
+                },
+                1_001,
+            )
+            .unwrap();
+        }
+        store.commit(p.take_changes()).wait().unwrap();
+        // The commit raised the signal for both targets.
+        let mut raised: Vec<String> = store.outbox_signal().take_targets().into_iter().collect();
+        raised.sort();
+        assert_eq!(raised, vec![QUEUE.to_owned(), HOOK.to_owned()]);
+        m
+    };
+    // After a restart: the meeting and its four events, for both targets.
+    let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
+    assert_eq!(store.load().unwrap().attendees.len(), 3);
+    let mut targets = store.outbox_targets().unwrap();
+    targets.sort();
+    assert_eq!(targets, vec![QUEUE.to_owned(), HOOK.to_owned()]);
+    let due = store.outbox_due(HOOK, 5_000, 100).unwrap();
+    assert_eq!(due.len(), 4);
+    assert_eq!(due[0].event.kind, EventKind::MeetingStarted);
+    assert_eq!(due[0].event.meeting_id, meeting.id);
+    assert!(due.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(due.iter().all(|d| d.attempts == 0 && d.target == HOOK));
+    // Paging: a limit of 3, then the rest.
+    assert_eq!(store.outbox_due(HOOK, 5_000, 3).unwrap().len(), 3);
+
+    // Delivered to the webhook: gone for it, still pending for the queue.
+    let delivered: Vec<Settlement> = due
+        .iter()
+        .take(2)
+        .map(|d| Settlement::Delivered {
+            seq: d.seq,
+            target: HOOK.into(),
+        })
+        .collect();
+    // One retry later, one abandoned.
+    let mut settlements = delivered;
+    settlements.push(Settlement::Retry {
+        seq: due[2].seq,
+        target: HOOK.into(),
+        next_attempt: 9_000,
+        error: "HTTP 503".into(),
+    });
+    settlements.push(Settlement::Abandon {
+        seq: due[3].seq,
+        target: HOOK.into(),
+        at: 6_000,
+        error: "too old".into(),
+    });
+    store.outbox_settle(settlements).wait().unwrap();
+    assert!(store.outbox_due(HOOK, 5_000, 100).unwrap().is_empty());
+    assert_eq!(store.outbox_next_due(HOOK).unwrap(), Some(9_000));
+    let retried = store.outbox_due(HOOK, 9_000, 100).unwrap();
+    assert_eq!(keys_of(&retried), keys_of(&due[2..3]));
+    assert_eq!(retried[0].attempts, 1);
+    let counts = store.outbox_counts().unwrap();
+    let hook = counts.iter().find(|c| c.target == HOOK).unwrap();
+    assert_eq!((hook.pending, hook.abandoned), (1, 1));
+    let queue = counts.iter().find(|c| c.target == QUEUE).unwrap();
+    assert_eq!((queue.pending, queue.abandoned), (4, 0));
+
+    // The queue gets everything: events whose every delivery is settled disappear.
+    let all: Vec<Settlement> = store
+        .outbox_due(QUEUE, 0, 100)
+        .unwrap()
+        .iter()
+        .map(|d| Settlement::Delivered {
+            seq: d.seq,
+            target: QUEUE.into(),
+        })
+        .collect();
+    assert_eq!(all.len(), 4);
+    store.outbox_settle(all).wait().unwrap();
+    assert_eq!(store.outbox_next_due(QUEUE).unwrap(), None);
+    assert_eq!(store.outbox_targets().unwrap(), vec![HOOK.to_owned()]);
+    // Pruning keeps recent abandoned deliveries, then removes them and their events.
+    store.outbox_prune(6_000).wait().unwrap();
+    assert_eq!(store.outbox_counts().unwrap().len(), 1);
+    store.outbox_prune(6_001).wait().unwrap();
+    let hook = &store.outbox_counts().unwrap()[0];
+    assert_eq!((hook.pending, hook.abandoned), (1, 0));
+    // The last delivery goes: the outbox is empty, and stays so after a reopen.
+    store
+        .outbox_settle(vec![Settlement::Delivered {
+            seq: due[2].seq,
+            target: HOOK.into(),
+        }])
+        .wait()
+        .unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
+    assert!(store.outbox_counts().unwrap().is_empty());
+    assert!(store.outbox_targets().unwrap().is_empty());
+    let conn = rusqlite_count(&path);
+    assert_eq!(conn, (0, 0));
+}
+
+#[test]
+fn abandon_older_gives_up_a_whole_backlog() {
+    use carillon_store::Settlement;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carillon.db");
+    let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
+    let mut p = outbox_plane();
+    let caller = Caller {
+        region: "us-east-1".into(),
+    };
+    for (i, now) in [(0, 100u64), (1, 200), (2, 300)] {
+        p.create_meeting(
+            CreateMeeting {
+                client_request_token: None,
+                spec: spec(&format!("m{i}")),
+            },
+            &caller,
+            now,
+        )
+        .unwrap();
+    }
+    store.commit(p.take_changes()).wait().unwrap();
+    store
+        .outbox_settle(vec![Settlement::AbandonOlder {
+            target: HOOK.into(),
+            created_before: 250,
+            at: 1_000,
+            error: "down for too long".into(),
+        }])
+        .wait()
+        .unwrap();
+    let hook = store
+        .outbox_counts()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.target == HOOK)
+        .unwrap();
+    assert_eq!((hook.pending, hook.abandoned), (1, 2));
+    assert_eq!(store.outbox_due(HOOK, 0, 10).unwrap()[0].event.time, 300);
+    // Far-future times saturate instead of wrapping.
+    store.outbox_prune(u64::MAX).wait().unwrap();
+    let hook = store
+        .outbox_counts()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.target == HOOK)
+        .unwrap();
+    assert_eq!(hook.abandoned, 0);
+}
+
+/// (events, deliveries) rows in the file, read with a separate connection.
+fn rusqlite_count(path: &std::path::Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let events = conn
+        .query_row("SELECT COUNT(*) FROM outbox_events", [], |r| r.get(0))
+        .unwrap();
+    let deliveries = conn
+        .query_row("SELECT COUNT(*) FROM outbox_deliveries", [], |r| r.get(0))
+        .unwrap();
+    (events, deliveries)
 }

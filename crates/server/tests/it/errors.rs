@@ -325,7 +325,9 @@ async fn rate_limits_when_enabled() {
 
 #[tokio::test]
 async fn validation_exception_mode() {
-    let server = Server::start(&["--validation-exception"]);
+    // On/off settings read 1/0 from the environment.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(dir.path(), &[], &[("CARILLON_VALIDATION_EXCEPTION", "1")]);
     let client = server.client();
     let err = client
         .create_meeting()

@@ -4,6 +4,7 @@ mod harness;
 
 mod api;
 mod errors;
+mod events;
 mod lifecycle;
 mod media;
 mod raw_http;
