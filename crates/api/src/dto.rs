@@ -194,35 +194,35 @@ pub struct UntagResourceInput {
 }
 
 // ----- outputs -----
+//
+// Outputs borrow from the domain records and write ids and URLs straight into the JSON
+// (`Text`), so rendering a response allocates little beyond the output buffer.
 
-#[derive(Debug, Serialize)]
+/// Serializes a `Display` value as a JSON string without building a `String` first.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<T>(pub T);
+
+impl<T: std::fmt::Display> Serialize for Text<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+#[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct MeetingOutput {
-    pub meeting_id: String,
+pub struct MeetingOutput<'a, P: Serialize> {
+    pub meeting_id: Text<carillon_control::MeetingId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub meeting_host_id: Option<String>,
-    pub external_meeting_id: String,
-    pub media_region: String,
-    pub media_placement: MediaPlacementOutput,
+    pub meeting_host_id: Option<&'a str>,
+    pub external_meeting_id: &'a str,
+    pub media_region: &'a str,
+    pub media_placement: P,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meeting_features: Option<MeetingFeaturesOutput>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub primary_meeting_id: Option<String>,
-    pub tenant_ids: Vec<String>,
+    pub primary_meeting_id: Option<Text<carillon_control::MeetingId>>,
+    pub tenant_ids: &'a [String],
     pub meeting_arn: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct MediaPlacementOutput {
-    pub audio_host_url: String,
-    pub audio_fallback_url: String,
-    pub signaling_url: String,
-    pub turn_control_url: String,
-    pub screen_data_url: String,
-    pub screen_viewing_url: String,
-    pub screen_sharing_url: String,
-    pub event_ingestion_url: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -261,10 +261,10 @@ pub struct AttendeeFeaturesOutput {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct AttendeeOutput {
-    pub external_user_id: String,
-    pub attendee_id: String,
-    pub join_token: String,
+pub struct AttendeeOutput<'a> {
+    pub external_user_id: &'a str,
+    pub attendee_id: Text<carillon_control::AttendeeId>,
+    pub join_token: &'a str,
     pub capabilities: CapabilitiesOutput,
 }
 
@@ -287,48 +287,48 @@ pub struct CreateAttendeeErrorOutput {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct TagOutput {
-    pub key: String,
-    pub value: String,
+pub struct TagOutput<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct MeetingResponse {
-    pub meeting: MeetingOutput,
+pub struct MeetingResponse<M: Serialize> {
+    pub meeting: M,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct CreateMeetingWithAttendeesResponse {
-    pub meeting: MeetingOutput,
-    pub attendees: Vec<AttendeeOutput>,
+pub struct CreateMeetingWithAttendeesResponse<'a, M: Serialize> {
+    pub meeting: M,
+    pub attendees: Vec<AttendeeOutput<'a>>,
     pub errors: Vec<CreateAttendeeErrorOutput>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct AttendeeResponse {
-    pub attendee: AttendeeOutput,
+pub struct AttendeeResponse<'a> {
+    pub attendee: AttendeeOutput<'a>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct BatchCreateAttendeeResponse {
-    pub attendees: Vec<AttendeeOutput>,
+pub struct BatchCreateAttendeeResponse<'a> {
+    pub attendees: Vec<AttendeeOutput<'a>>,
     pub errors: Vec<CreateAttendeeErrorOutput>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ListAttendeesResponse {
-    pub attendees: Vec<AttendeeOutput>,
+pub struct ListAttendeesResponse<'a> {
+    pub attendees: Vec<AttendeeOutput<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_token: Option<String>,
+    pub next_token: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ListTagsForResourceResponse {
-    pub tags: Vec<TagOutput>,
+pub struct ListTagsForResourceResponse<'a> {
+    pub tags: Vec<TagOutput<'a>>,
 }

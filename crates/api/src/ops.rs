@@ -191,27 +191,58 @@ impl Placement {
         }
     }
 
-    pub fn for_meeting(&self, meeting: &Meeting) -> MediaPlacementOutput {
-        let id = meeting.id;
-        let ws = &self.ws_base;
+    /// The `MediaPlacement` of a meeting, written straight into the response JSON.
+    pub fn for_meeting(&self, meeting: &Meeting) -> MediaPlacementOutput<'_> {
         MediaPlacementOutput {
-            audio_host_url: self.audio_host.clone(),
-            audio_fallback_url: format!("{ws}/calls/{id}"),
-            signaling_url: format!("{ws}/control/{id}"),
-            turn_control_url: format!("{}/v2/turn_sessions", self.http_base),
-            screen_data_url: format!("{ws}/v2/screen/{id}"),
-            screen_viewing_url: format!(
-                "{ws}/ws/connect?passcode=null&viewer_uuid=null&X-BitHub-Call-Id={id}"
-            ),
-            screen_sharing_url: format!("{ws}/v2/screen/{id}"),
-            event_ingestion_url: format!("{}/v1/client-events", self.http_base),
+            placement: self,
+            id: meeting.id,
         }
+    }
+}
+
+/// `MediaPlacement`: every URL is formatted into the output as it is serialized.
+pub struct MediaPlacementOutput<'a> {
+    placement: &'a Placement,
+    id: carillon_control::MeetingId,
+}
+
+impl serde::Serialize for MediaPlacementOutput<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (p, id) = (self.placement, self.id);
+        let (ws, http) = (&p.ws_base, &p.http_base);
+        let mut out = serializer.serialize_struct("MediaPlacement", 8)?;
+        out.serialize_field("AudioHostUrl", &p.audio_host)?;
+        out.serialize_field("AudioFallbackUrl", &Text(format_args!("{ws}/calls/{id}")))?;
+        out.serialize_field("SignalingUrl", &Text(format_args!("{ws}/control/{id}")))?;
+        out.serialize_field(
+            "TurnControlUrl",
+            &Text(format_args!("{http}/v2/turn_sessions")),
+        )?;
+        out.serialize_field("ScreenDataUrl", &Text(format_args!("{ws}/v2/screen/{id}")))?;
+        out.serialize_field(
+            "ScreenViewingUrl",
+            &Text(format_args!(
+                "{ws}/ws/connect?passcode=null&viewer_uuid=null&X-BitHub-Call-Id={id}"
+            )),
+        )?;
+        out.serialize_field(
+            "ScreenSharingUrl",
+            &Text(format_args!("{ws}/v2/screen/{id}")),
+        )?;
+        out.serialize_field(
+            "EventIngestionUrl",
+            &Text(format_args!("{http}/v1/client-events")),
+        )?;
+        out.end()
     }
 }
 
 /// Renders a reply: HTTP status and JSON body (empty for 204 and the output-less 200s).
 pub fn render(reply: &Reply, placement: &Placement) -> (u16, Vec<u8>) {
-    let json = |value: &dyn erased::Json| value.to_vec();
+    fn json(value: &impl serde::Serialize) -> Vec<u8> {
+        serde_json::to_vec(value).expect("response DTOs always serialise")
+    }
     match reply {
         Reply::Meeting(m) => (
             200,
@@ -251,7 +282,7 @@ pub fn render(reply: &Reply, placement: &Placement) -> (u16, Vec<u8>) {
             200,
             json(&ListAttendeesResponse {
                 attendees: attendees.iter().map(attendee_output).collect(),
-                next_token: next_token.clone(),
+                next_token: next_token.as_deref(),
             }),
         ),
         Reply::Tags(tags) => (
@@ -260,8 +291,8 @@ pub fn render(reply: &Reply, placement: &Placement) -> (u16, Vec<u8>) {
                 tags: tags
                     .iter()
                     .map(|t| TagOutput {
-                        key: t.key.clone(),
-                        value: t.value.clone(),
+                        key: &t.key,
+                        value: &t.value,
                     })
                     .collect(),
             }),
@@ -271,28 +302,19 @@ pub fn render(reply: &Reply, placement: &Placement) -> (u16, Vec<u8>) {
     }
 }
 
-/// Object-safe JSON serialisation, so `render` can share one helper across response types.
-mod erased {
-    pub trait Json {
-        fn to_vec(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_vec(&self) -> Vec<u8> {
-            serde_json::to_vec(self).expect("response DTOs always serialise")
-        }
-    }
-}
-
-pub fn meeting_output(m: &Meeting, placement: &Placement) -> MeetingOutput {
+pub fn meeting_output<'a>(
+    m: &'a Meeting,
+    placement: &'a Placement,
+) -> MeetingOutput<'a, MediaPlacementOutput<'a>> {
     MeetingOutput {
-        meeting_id: m.id.to_string(),
-        meeting_host_id: m.spec.meeting_host_id.clone(),
-        external_meeting_id: m.spec.external_meeting_id.clone(),
-        media_region: m.spec.media_region.clone(),
+        meeting_id: Text(m.id),
+        meeting_host_id: m.spec.meeting_host_id.as_deref(),
+        external_meeting_id: &m.spec.external_meeting_id,
+        media_region: &m.spec.media_region,
         media_placement: placement.for_meeting(m),
         meeting_features: m.spec.features.as_ref().map(features_output),
-        primary_meeting_id: m.spec.primary_meeting_id.map(|p| p.to_string()),
-        tenant_ids: m.spec.tenant_ids.clone(),
+        primary_meeting_id: m.spec.primary_meeting_id.map(Text),
+        tenant_ids: &m.spec.tenant_ids,
         meeting_arn: m.arn(),
     }
 }
@@ -314,11 +336,11 @@ fn features_output(f: &MeetingFeatures) -> MeetingFeaturesOutput {
     }
 }
 
-pub fn attendee_output(a: &Attendee) -> AttendeeOutput {
+pub fn attendee_output(a: &Attendee) -> AttendeeOutput<'_> {
     AttendeeOutput {
-        external_user_id: a.external_user_id.clone(),
-        attendee_id: a.id.to_string(),
-        join_token: a.join_token.clone(),
+        external_user_id: &a.external_user_id,
+        attendee_id: Text(a.id),
+        join_token: &a.join_token,
         capabilities: CapabilitiesOutput {
             audio: a.capabilities.audio.as_str(),
             video: a.capabilities.video.as_str(),

@@ -290,6 +290,11 @@ fn decode<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
             ));
         }
     }
+    // The common case: a well-formed body, parsed at full speed. Only a failure pays for the
+    // second, path-tracking parse that says where the problem is.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -154,7 +154,7 @@ fn everything_survives_a_reopen() {
     let mut loaded: Vec<Attendee> = snapshot.attendees.clone();
     loaded.sort_by_key(|a| a.seq);
     assert_eq!(loaded, kept);
-    assert_eq!(carillon_store::schema_version(&path).unwrap(), Some(2));
+    assert_eq!(carillon_store::schema_version(&path).unwrap(), Some(3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,4 +417,71 @@ fn rusqlite_count(path: &std::path::Path) -> (i64, i64) {
         .query_row("SELECT COUNT(*) FROM outbox_deliveries", [], |r| r.get(0))
         .unwrap();
     (events, deliveries)
+}
+
+#[test]
+fn migrations_keep_existing_data() {
+    // A database as the first release left it: schema 1 with a meeting and two attendees.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carillon.db");
+    let meeting = {
+        let mut p = plane();
+        let caller = Caller {
+            region: "us-east-1".into(),
+        };
+        let m = p
+            .create_meeting(
+                CreateMeeting {
+                    client_request_token: None,
+                    spec: spec("old"),
+                },
+                &caller,
+                0,
+            )
+            .unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_initial.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 'initial', 0);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO meetings (meeting_id, created_at, record) VALUES (?1, 0, ?2)",
+            rusqlite::params![m.id.to_string(), serde_json::to_string(&m).unwrap()],
+        )
+        .unwrap();
+        for (seq, id) in [
+            (1, "61d83b5d-598d-319f-f4b3-b2062ed873cc"),
+            (2, "71d83b5d-598d-319f-f4b3-b2062ed873cc"),
+        ] {
+            conn.execute(
+                "INSERT INTO attendees VALUES (?1, ?2, ?3, 'user', 'token', 'SendReceive', 'Receive', 'None')",
+                rusqlite::params![id, m.id.to_string(), seq],
+            )
+            .unwrap();
+        }
+        m
+    };
+    let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
+    let snapshot = store.load().unwrap();
+    assert_eq!(snapshot.meetings, vec![meeting.clone()]);
+    assert_eq!(snapshot.attendees.len(), 2);
+    assert_eq!(
+        snapshot.attendees[1].capabilities.video,
+        MediaCapability::Receive
+    );
+    // The migrated tables take new writes.
+    store
+        .commit(vec![Change::RemoveAttendee(
+            meeting.id,
+            snapshot.attendees[0].id,
+        )])
+        .wait()
+        .unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
+    assert_eq!(store.load().unwrap().attendees.len(), 1);
+    assert_eq!(carillon_store::schema_version(&path).unwrap(), Some(3));
 }
