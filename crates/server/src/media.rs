@@ -343,16 +343,19 @@ pub async fn authorize_promotions(
         let claimed = request.credentials.attendee_id.clone().unwrap_or_default();
         let attendee = app.plane().authenticate(request.primary, &token, now);
         let result = match attendee {
-            Some(a) if a.id.to_string().eq_ignore_ascii_case(&claimed) => Ok(Participant {
-                meeting: request.primary,
-                key: ParticipantKey {
-                    attendee: a.id,
-                    content: false,
-                },
-                external_user_id: a.external_user_id,
-                capabilities: a.capabilities,
-                primary: None,
-            }),
+            Some(a) if a.id.to_string().eq_ignore_ascii_case(&claimed) => {
+                crate::events::authorized(&app, request.primary, &a, false);
+                Ok(Participant {
+                    meeting: request.primary,
+                    key: ParticipantKey {
+                        attendee: a.id,
+                        content: false,
+                    },
+                    external_user_id: a.external_user_id,
+                    capabilities: a.capabilities,
+                    primary: None,
+                })
+            }
             _ => Err(403),
         };
         if let Some(media) = &app.media {

@@ -33,8 +33,14 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// How often the checkpointer folds the WAL back into the database file.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often the background checkpointer copies committed WAL frames into the database file.
+const BACKGROUND_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// The writer's own catch-up checkpoint (which lets the WAL restart from its beginning): when
+/// it has been idle this long...
+const CHECKPOINT_IDLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// ...or, under sustained load, after this many commits whatever the queue. The background
+/// checkpointer has already copied nearly everything, so this one is short.
+const CHECKPOINT_EVERY_COMMITS: u32 = 1_000;
 
 /// Most submissions folded into one transaction.
 const MAX_GROUP: usize = 1024;
@@ -67,7 +73,7 @@ pub struct SqliteStore {
     tx: Mutex<mpsc::Sender<Request>>,
     reader: Mutex<Connection>,
     signal: Arc<OutboxSignal>,
-    /// Tells the checkpointer thread to stop.
+    /// Tells the background checkpointer to stop.
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -92,11 +98,12 @@ impl SqliteStore {
             },
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Checkpoints run on their own thread (below), not inside the writer's COMMITs, where
-        // they stalled every queued request; a large page cache keeps the B-tree pages the
-        // writer touches in memory.
+        // Checkpoints never run inside a COMMIT that queued requests wait for: a background
+        // thread copies WAL frames into the database file, and the writer does a short
+        // catch-up checkpoint now and then (see writer_loop), which lets the WAL restart from
+        // its beginning. The page cache is kept moderate: SQLite scans it at every commit's end.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        conn.pragma_update(None, "cache_size", -16_384)?;
+        conn.pragma_update(None, "cache_size", -4_096)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         migrate(&mut conn)?;
         let reader = Connection::open(path)?;
@@ -115,7 +122,12 @@ impl SqliteStore {
         let checkpoint_stop = stop.clone();
         thread::Builder::new()
             .name("carillon-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpointer, &checkpoint_stop))
+            .spawn(move || {
+                while !checkpoint_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    thread::sleep(BACKGROUND_CHECKPOINT_INTERVAL);
+                    checkpoint(&checkpointer);
+                }
+            })
             .map_err(|e| {
                 StoreError::Database(format!("cannot start the checkpoint thread: {e}"))
             })?;
@@ -254,20 +266,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// Folds committed WAL frames back into the database file in the background. PASSIVE never
-/// blocks the writer; the writer restarts the WAL from the beginning once a checkpoint has
-/// caught up, so the file stays small.
-fn checkpoint_loop(conn: &Connection, stop: &std::sync::atomic::AtomicBool) {
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        thread::sleep(CHECKPOINT_INTERVAL);
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
-        }
-    }
-    // A last full pass so a clean shutdown leaves the data in the main file.
-    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-}
-
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -301,7 +299,26 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, signal: &OutboxSignal) {
-    while let Ok(first) = rx.recv() {
+    let mut since_checkpoint: u32 = 0;
+    let mut last_checkpoint = std::time::Instant::now();
+    loop {
+        let first = match rx.try_recv() {
+            Ok(request) => request,
+            Err(mpsc::TryRecvError::Empty) => {
+                // Nothing queued: nobody waits on a checkpoint now.
+                if since_checkpoint > 0 && last_checkpoint.elapsed() >= CHECKPOINT_IDLE_INTERVAL {
+                    checkpoint(&conn);
+                    since_checkpoint = 0;
+                    last_checkpoint = std::time::Instant::now();
+                }
+                match rx.recv_timeout(CHECKPOINT_IDLE_INTERVAL) {
+                    Ok(request) => request,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            Err(mpsc::TryRecvError::Disconnected) => break,
+        };
         let mut commits = Vec::new();
         let mut pending = Some(first);
         while let Some(request) = pending.take() {
@@ -317,7 +334,24 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, signal: &Outbo
                 pending = rx.try_recv().ok();
             }
         }
+        since_checkpoint += 1;
         flush(&mut conn, commits, signal);
+        if since_checkpoint >= CHECKPOINT_EVERY_COMMITS {
+            checkpoint(&conn);
+            since_checkpoint = 0;
+            last_checkpoint = std::time::Instant::now();
+        }
+    }
+    // A clean shutdown leaves the data in the main file.
+    checkpoint(&conn);
+}
+
+/// Copies committed WAL frames into the database file (PASSIVE: never waits for the writer).
+/// Run by the writer itself, the WAL then restarts from its beginning at the next commit, so
+/// its size stays bounded even under sustained writes.
+fn checkpoint(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "WAL checkpoint failed");
     }
 }
 
