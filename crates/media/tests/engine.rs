@@ -1160,7 +1160,13 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
             "viewer sees A's camera"
         );
     }
-    assert!(tone_power(&tail(&sim, a), 1030.0) < 1.0);
+    // Relative to the tone A does hear: codec artifacts leave a trace at every frequency, and
+    // its level depends on the libopus build.
+    let a_tail = tail(&sim, a);
+    assert!(
+        tone_power(&a_tail, 1030.0) * 10_000.0 < tone_power(&a_tail, 660.0),
+        "A never hears a viewer"
+    );
 
     // A viewer's data messages are refused (returned as throttled); the primary's reach it.
     sim.frame(
@@ -1254,7 +1260,11 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
         tone_power(&tail(&sim, r2), 1030.0) > 100.0,
         "the other viewer hears it too"
     );
-    assert!(tone_power(&tail(&sim, r1), 1030.0) < 1.0, "not itself");
+    let r1_tail = tail(&sim, r1);
+    assert!(
+        tone_power(&r1_tail, 1030.0) * 10_000.0 < tone_power(&r1_tail, 660.0),
+        "not itself"
+    );
     // The promoted connection may publish now (a re-offer: one more receive line).
     sim.subscribe(r1, true, &[a_stream, 0]);
     let ack = sim
