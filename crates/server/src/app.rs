@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use carillon_api::{Exception, Placement, RateLimiter};
 use carillon_control::{Change, ControlPlane, Notice};
 use carillon_sigv4::Verifier;
@@ -212,7 +213,15 @@ impl Node {
                 )),
             )
         });
-        let result = axum::serve(self.http, router(self.app.clone()))
+        // No Nagle: a signaling answer is several small WebSocket frames written back to back
+        // (JOIN_ACK, INDEX, roster), and Nagle plus the client's delayed ACK holds the second
+        // one for 40 ms.
+        let listener = self.http.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let result = axum::serve(listener, router(self.app.clone()))
             .with_graceful_shutdown(shutdown)
             .await;
         sweeper.abort();
