@@ -139,6 +139,8 @@ enum Departure {
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 /// One mixed audio frame.
 const FRAME: Duration = Duration::from_millis(20);
+/// Due timeouts a peer's drain handles inline before leaving the rest to the timer heap.
+const MAX_IMMEDIATE_TIMEOUTS: u32 = 4;
 /// Recently ended meetings remembered, so a late WebSocket is told the meeting ended.
 const ENDED_REMEMBERED: usize = 4096;
 
@@ -632,7 +634,7 @@ impl Engine {
         {
             tracing::debug!(session = sid, error = %e, "peer rejected input");
         }
-        self.dirty.push(sid);
+        self.mark(sid);
         self.settle(now);
     }
 
@@ -653,7 +655,7 @@ impl Engine {
                 if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(session = sid, error = %e, "peer timeout failed");
                 }
-                self.dirty.push(sid);
+                mark_dirty(&mut self.dirty, peer, sid);
             } else if peer.scheduled.is_none() {
                 peer.scheduled = Some(peer.next_timeout);
                 self.timers.push(Reverse((peer.next_timeout, sid)));
@@ -868,7 +870,7 @@ impl Engine {
         if let Some(writer) = peer.rtc.writer(mid)
             && writer.write(pt, now, rtp, packet).is_ok()
         {
-            self.dirty.push(sid);
+            mark_dirty(&mut self.dirty, peer, sid);
         }
     }
 
@@ -903,7 +905,7 @@ impl Engine {
             }
         }
         if wrote {
-            self.dirty.push(sid);
+            mark_dirty(&mut self.dirty, peer, sid);
         }
     }
 
@@ -1395,7 +1397,8 @@ impl Engine {
             Ok(layout) => layout,
             Err(e) => return reject(self, &e.to_string()),
         };
-        let Ok(offer) = SdpOffer::from_sdp_string(&offer_text) else {
+        let Ok(offer) = SdpOffer::from_sdp_string(&sdp::without_audio_transport_cc(&offer_text))
+        else {
             return reject(self, "the SDP offer could not be parsed");
         };
         let reuse = session
@@ -1406,7 +1409,7 @@ impl Engine {
             self.clear_peer(sid);
             let rtc = self.new_rtc(now);
             let session = self.sessions.get_mut(&sid).expect("checked above");
-            session.peer = Some(Peer {
+            session.peer = Some(Box::new(Peer {
                 rtc,
                 remote_ufrag: layout.ice_ufrag.clone(),
                 audio_mid: None,
@@ -1416,7 +1419,8 @@ impl Engine {
                 next_timeout: now,
                 scheduled: None,
                 audio_rtp: 0,
-            });
+                dirty: false,
+            }));
         }
         let session = self.sessions.get_mut(&sid).expect("checked above");
         let peer = session.peer.as_mut().expect("created above");
@@ -1577,7 +1581,7 @@ impl Engine {
         for stream in newly {
             self.request_keyframe(source_meeting, stream, now, true);
         }
-        self.dirty.push(sid);
+        self.mark(sid);
     }
 
     /// Withdraws a participant's published video, if any, and tells everyone.
@@ -1633,8 +1637,15 @@ impl Engine {
             };
             if writer.request_keyframe(None, kind).is_ok() {
                 self.keyframe_requested.insert(publisher, now);
-                self.dirty.push(publisher);
+                self.mark(publisher);
             }
+        }
+    }
+
+    /// Queues a peer for draining (once, however often it is marked before the next pass).
+    fn mark(&mut self, sid: SessionId) {
+        if let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) {
+            mark_dirty(&mut self.dirty, peer, sid);
         }
     }
 
@@ -1642,7 +1653,7 @@ impl Engine {
     fn settle(&mut self, now: Instant) {
         loop {
             while let Some(sid) = self.dirty.pop() {
-                self.drain_peer(sid);
+                self.drain_peer(sid, now);
             }
             let Some((sid, event)) = self.rtc_events.pop_front() else {
                 break;
@@ -1651,10 +1662,15 @@ impl Engine {
         }
     }
 
-    fn drain_peer(&mut self, sid: SessionId) {
+    fn drain_peer(&mut self, sid: SessionId, now: Instant) {
         let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) else {
             return;
         };
+        peer.dirty = false;
+        // A timeout that is already due (str0m asks for one right after a write, to packetize
+        // it) is handled here rather than through the timer heap and another turn of the
+        // event loop: that is one wake-up per packet sent.
+        let mut immediate = 0;
         loop {
             match peer.rtc.poll_output() {
                 Ok(str0m::Output::Transmit(t)) => self.outputs.push_back(Output::Transmit {
@@ -1663,6 +1679,12 @@ impl Engine {
                     contents: t.contents.into(),
                 }),
                 Ok(str0m::Output::Event(e)) => self.rtc_events.push_back((sid, e)),
+                Ok(str0m::Output::Timeout(t)) if t <= now && immediate < MAX_IMMEDIATE_TIMEOUTS => {
+                    immediate += 1;
+                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(session = sid, error = %e, "peer timeout failed");
+                    }
+                }
                 Ok(str0m::Output::Timeout(t)) => {
                     peer.next_timeout = t;
                     break;
@@ -1883,5 +1905,13 @@ impl Engine {
         if !states.is_empty() {
             self.deliver(meeting_id, FeedItem::Metadata(states), now);
         }
+    }
+}
+
+/// Queues `peer` for the next drain unless it already is.
+fn mark_dirty(dirty: &mut Vec<SessionId>, peer: &mut Peer, sid: SessionId) {
+    if !peer.dirty {
+        peer.dirty = true;
+        dirty.push(sid);
     }
 }

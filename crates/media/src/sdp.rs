@@ -171,6 +171,42 @@ fn relabel_line(line: &str, mid: &str) -> String {
     line.to_owned()
 }
 
+/// The transport-wide congestion control header extension (draft-holmer-rmcat).
+const TRANSPORT_CC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// Drops transport-wide congestion control from the audio m-lines of an offer (the extmap
+/// and the `transport-cc` feedback), so that the answer does not negotiate it for audio.
+///
+/// Why: the server runs no bandwidth estimation on its downstream, and with TWCC negotiated
+/// every packet sent is recorded in the peer's TWCC history (a thousand entries, about
+/// 100 KiB per connection once full); mixed audio is most of what a large meeting sends.
+/// Video keeps TWCC both ways, and the browser's estimate of its uplink covers video, which
+/// is what it adapts (as with Firefox, which never uses TWCC for audio).
+pub fn without_audio_transport_cc(offer: &str) -> String {
+    let mut out = String::with_capacity(offer.len());
+    let mut in_audio = false;
+    for line in offer.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        if bare.starts_with("m=") {
+            in_audio = bare.starts_with("m=audio ");
+        } else if in_audio && is_transport_cc(bare) {
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+fn is_transport_cc(line: &str) -> bool {
+    if let Some(rest) = line.strip_prefix("a=extmap:") {
+        return rest.split_whitespace().nth(1) == Some(TRANSPORT_CC_URI);
+    }
+    line.strip_prefix("a=rtcp-fb:")
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .is_some_and(|fb| fb == "transport-cc")
+}
+
 /// The first SSRC announced in each m-section of an SDP, by mid (the primary SSRC: the first
 /// of an `a=ssrc-group:FID` pair).
 pub fn ssrcs_by_mid(sdp: &str) -> Vec<(String, u32)> {
@@ -251,5 +287,25 @@ m=video 9 X 96\r\na=mid:2\r\na=msid:abc def\r\na=ssrc:5 cname:c\r\na=ssrc:5 msid
             ssrcs_by_mid(&out),
             vec![("0".to_owned(), 1), ("2".to_owned(), 5)]
         );
+    }
+
+    #[test]
+    fn drops_transport_cc_from_audio_only() {
+        let offer = "v=0\r\n\
+m=audio 9 X 111\r\na=mid:0\r\na=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=rtcp-fb:111 transport-cc\r\na=rtcp-fb:111 nack\r\n\
+m=video 9 X 96\r\na=mid:1\r\na=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a=rtcp-fb:96 transport-cc\r\n";
+        let out = without_audio_transport_cc(offer);
+        let (audio, video) = out.split_once("m=video").unwrap();
+        assert!(!audio.contains("transport-wide-cc"));
+        assert!(!audio.contains("transport-cc"));
+        assert!(audio.contains("ssrc-audio-level\r\n"));
+        assert!(audio.contains("a=rtcp-fb:111 nack\r\n"));
+        assert!(video.contains("transport-wide-cc"));
+        assert!(video.contains("a=rtcp-fb:96 transport-cc\r\n"));
+        // Anything else passes through unchanged, byte for byte.
+        assert_eq!(without_audio_transport_cc(OFFER), OFFER);
+        assert_eq!(without_audio_transport_cc("a\nb"), "a\nb");
     }
 }

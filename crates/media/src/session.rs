@@ -48,7 +48,9 @@ pub struct Session {
     pub joined: bool,
     /// LEAVE received: its departure is a clean "left".
     pub left: bool,
-    pub peer: Option<Peer>,
+    /// Boxed: a str0m `Rtc` is tens of kilobytes, and sessions live in a hash map whose
+    /// spare slots would each hold one inline.
+    pub peer: Option<Box<Peer>>,
     /// Stream ids this receiver paused (PAUSE frames).
     pub paused: HashSet<u32>,
     /// Last media packet received from this client (signal strength).
@@ -151,4 +153,6 @@ pub struct Peer {
     pub scheduled: Option<Instant>,
     /// RTP clock of the mixed audio we send (48 kHz).
     pub audio_rtp: u32,
+    /// Queued in the engine's list of peers to drain (each peer is drained once per pass).
+    pub dirty: bool,
 }

@@ -1058,6 +1058,7 @@ mod robustness {
             let _ = carillon_media::sdp::OfferLayout::parse(&text);
             let _ = carillon_media::sdp::label_video_tracks(&text, &mids);
             let _ = carillon_media::sdp::ssrcs_by_mid(&text);
+            let _ = carillon_media::sdp::without_audio_transport_cc(&text);
         }
 
         #[test]

@@ -3,8 +3,16 @@
 //! Codec-free: it decides *what* to do for the next stretch of samples (decode a packet,
 //! recover it from the next packet's FEC, or conceal a gap) and the caller does it.
 //! All timestamps are on the 48 kHz RTP clock and compared with wrap-around arithmetic.
+//!
+//! Playout delay is adaptive (see [`Playout`]): a playout starts at the first tick its first
+//! packet reaches with a safety margin; a packet that arrives after its playout time, with
+//! nothing queued behind it, moves the playout point back to it (the delay grows by its
+//! lateness); and a delay that stayed a whole frame longer than needed for a while can be
+//! cut by one frame ([`JitterBuffer::may_shrink`]). On a quiet network that keeps the delay
+//! between the margin and the margin plus one frame, instead of a fixed number of frames.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 /// Opus frame durations are multiples of 2.5 ms (120 samples at 48 kHz).
 pub(crate) const GRANULE: u32 = 120;
@@ -55,6 +63,24 @@ struct Queued {
     ts: u32,
     dur: u32,
     data: Vec<u8>,
+    arrived: Instant,
+}
+
+/// How the playout delay adapts to the arrival times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Playout {
+    /// Fixed extra frames of delay at the start of a playout.
+    pub(crate) jitter_frames: u32,
+    /// A packet should arrive at least this long before the tick that plays it. A playout
+    /// whose first packet arrives closer to the next tick starts one tick later.
+    pub(crate) margin: Duration,
+    /// Late packets rewind the playout point, and an excess delay is cut again.
+    pub(crate) adaptive: bool,
+    /// Ticks over which the smallest slack must exceed a frame plus the margin before the
+    /// delay may shrink by one frame.
+    pub(crate) shrink_window: u32,
+    /// The longest rewind for one late packet, in samples.
+    pub(crate) max_rewind: u32,
 }
 
 impl Queued {
@@ -89,6 +115,10 @@ pub(crate) enum Pushed {
     /// Far behind the playout point (sender restarted): playout restarted from this packet.
     /// Decoded samples held by the caller are now stale.
     Resynced,
+    /// Arrived after its playout time with nothing queued behind it: the playout point moved
+    /// back to it, so the delay grew by its lateness. Decoded samples held by the caller are
+    /// now stale.
+    Rewound,
 }
 
 /// What to do for the next stretch of samples at the playout point.
@@ -112,7 +142,18 @@ pub(crate) struct JitterBuffer {
     play_ts: u32,
     /// Samples per tick.
     frame: u32,
-    jitter_frames: u32,
+    /// One tick.
+    frame_dur: Duration,
+    playout: Playout,
+    /// Smallest slack (tick time minus arrival time of the packet played) seen in the current
+    /// window, and the window's length in ticks. `None`: nothing measured yet, or a tick had
+    /// no packet to play (so the delay must not shrink).
+    window_min: Option<Duration>,
+    window_ticks: u32,
+    window_gap: bool,
+    /// The latest complete window showed a frame of excess delay (and nothing since
+    /// contradicted it).
+    excess: bool,
     /// Longest allowed span from the playout point to the end of the newest packet.
     max_span: i64,
     /// A packet this far behind the playout point restarts the playout.
@@ -122,14 +163,19 @@ pub(crate) struct JitterBuffer {
 }
 
 impl JitterBuffer {
-    pub(crate) fn new(frame: u32, jitter_frames: u32, max_queue_frames: u32) -> JitterBuffer {
+    pub(crate) fn new(frame: u32, playout: Playout, max_queue_frames: u32) -> JitterBuffer {
         let max_span = i64::from(max_queue_frames) * i64::from(frame);
         JitterBuffer {
             queue: VecDeque::new(),
             state: State::Idle,
             play_ts: 0,
             frame,
-            jitter_frames,
+            frame_dur: Duration::from_micros(u64::from(frame) * 1_000_000 / 48_000),
+            playout,
+            window_min: None,
+            window_ticks: 0,
+            window_gap: false,
+            excess: false,
             max_span,
             resync_span: max_span.max(50 * i64::from(frame)),
             overtaken: 0,
@@ -163,36 +209,58 @@ impl JitterBuffer {
         }
     }
 
-    fn restart(&mut self, ts: u32, pool: &mut BufferPool) {
+    fn restart(&mut self, ts: u32, until_tick: Option<Duration>, pool: &mut BufferPool) {
         self.clear(pool);
-        self.state = State::Waiting(self.jitter_frames);
+        let close_to_tick = until_tick.is_some_and(|u| u < self.playout.margin);
+        self.state = State::Waiting(self.playout.jitter_frames + u32::from(close_to_tick));
         self.play_ts = ts;
+        self.reset_window();
     }
 
-    /// Queues one packet of `dur` samples (a valid Opus packet duration).
+    fn reset_window(&mut self) {
+        self.window_min = None;
+        self.window_ticks = 0;
+        self.window_gap = false;
+        self.excess = false;
+    }
+
+    /// Queues one packet of `dur` samples (a valid Opus packet duration) that arrived at
+    /// `now`; `until_tick` is the time left until the next tick, when known.
     pub(crate) fn push(
         &mut self,
         ts: u32,
         dur: u32,
         payload: &[u8],
+        now: Instant,
+        until_tick: Option<Duration>,
         pool: &mut BufferPool,
     ) -> Pushed {
         let mut outcome = Pushed::Queued;
         if self.state == State::Idle {
-            self.restart(ts, pool);
+            self.restart(ts, until_tick, pool);
             outcome = Pushed::Started;
         } else {
             let rel = ts_diff(ts, self.play_ts);
             if rel < 0 {
                 if -rel > self.resync_span {
-                    self.restart(ts, pool);
+                    self.restart(ts, until_tick, pool);
                     outcome = Pushed::Resynced;
                 } else if let State::Waiting(_) = self.state {
                     // An earlier packet overtaken by a later one before playout began:
                     // start from it instead (the trim below bounds how far back).
                     self.play_ts = ts;
                 } else if rel + i64::from(dur) <= 0 {
-                    return Pushed::Late;
+                    // Late. With nothing queued it was not overtaken but delayed: play it
+                    // now and keep the larger delay (the frames in between were concealed).
+                    let rewind_ok = self.playout.adaptive
+                        && self.queue.is_empty()
+                        && -rel <= i64::from(self.playout.max_rewind);
+                    if !rewind_ok {
+                        return Pushed::Late;
+                    }
+                    self.play_ts = ts;
+                    self.reset_window();
+                    outcome = Pushed::Rewound;
                 }
             }
         }
@@ -210,14 +278,23 @@ impl JitterBuffer {
             pos -= 1;
         }
         let data = pool.take(payload);
-        self.queue.insert(pos, Queued { ts, dur, data });
+        self.queue.insert(
+            pos,
+            Queued {
+                ts,
+                dur,
+                data,
+                arrived: now,
+            },
+        );
 
         // Trim an overlong queue (bursts, sender clock faster than ours): jump the playout
         // point ahead so that jitter_frames + 1 frames remain (one is played at the next tick).
         if let Some(last) = self.queue.back() {
             let end = last.end();
             if ts_diff(end, self.play_ts) > self.max_span {
-                self.play_ts = end.wrapping_sub((self.jitter_frames + 1) * self.frame);
+                self.play_ts = end.wrapping_sub((self.playout.jitter_frames + 1) * self.frame);
+                self.reset_window();
                 let mut dropped = 0;
                 while let Some(front) = self.queue.front() {
                     if ts_diff(front.end(), self.play_ts) > 0 {
@@ -234,9 +311,10 @@ impl JitterBuffer {
         outcome
     }
 
-    /// Advances the playout state machine; returns whether the buffer plays this tick.
-    pub(crate) fn begin_tick(&mut self) -> bool {
-        match self.state {
+    /// Advances the playout state machine at the tick at `now`; returns whether the buffer
+    /// plays this tick.
+    pub(crate) fn begin_tick(&mut self, now: Instant) -> bool {
+        let playing = match self.state {
             State::Idle => false,
             State::Waiting(0) => {
                 self.state = State::Playing;
@@ -247,7 +325,55 @@ impl JitterBuffer {
                 false
             }
             State::Playing => true,
+        };
+        if playing && self.playout.adaptive {
+            self.measure_slack(now);
         }
+        playing
+    }
+
+    /// Records how long before this tick the packet it plays arrived.
+    fn measure_slack(&mut self, now: Instant) {
+        let front = self
+            .queue
+            .iter()
+            .find(|p| ts_diff(p.end(), self.play_ts) > 0)
+            .filter(|p| ts_diff(p.ts, self.play_ts) <= 0);
+        match front {
+            Some(p) => {
+                let slack = now.saturating_duration_since(p.arrived);
+                self.window_min = Some(self.window_min.map_or(slack, |m| m.min(slack)));
+            }
+            // Nothing to play (lost, or late): the delay is not too long.
+            None => {
+                self.window_gap = true;
+                self.excess = false;
+            }
+        }
+        self.window_ticks = self.window_ticks.saturating_add(1);
+        if self.window_ticks >= self.playout.shrink_window.max(1) {
+            // Windows follow each other; each verdict holds until the next one.
+            let excess = !self.window_gap
+                && self
+                    .window_min
+                    .is_some_and(|m| m >= self.frame_dur + self.playout.margin);
+            self.reset_window();
+            self.excess = excess;
+        }
+    }
+
+    /// Whether the delay was at least one frame longer than needed (plus the margin) over
+    /// the latest whole window: [`JitterBuffer::shrink`] would have left every packet of the
+    /// window in time.
+    pub(crate) fn may_shrink(&self) -> bool {
+        self.playout.adaptive && self.state == State::Playing && self.excess
+    }
+
+    /// Cuts the delay by one frame: the frame at the playout point is dropped unplayed.
+    pub(crate) fn shrink(&mut self, pool: &mut BufferPool) {
+        self.play_ts = self.play_ts.wrapping_add(self.frame);
+        self.overtaken += self.drop_passed(pool);
+        self.reset_window();
     }
 
     /// Drops packets that end at or before the playout point.
@@ -351,8 +477,25 @@ mod tests {
 
     const F: u32 = 960;
 
+    /// Fixed-delay playout: what the tests below pin down.
+    fn fixed(jitter_frames: u32) -> Playout {
+        Playout {
+            jitter_frames,
+            margin: Duration::ZERO,
+            adaptive: false,
+            shrink_window: 0,
+            max_rewind: 0,
+        }
+    }
+
     fn jb(jitter: u32) -> (JitterBuffer, BufferPool) {
-        (JitterBuffer::new(F, jitter, 10), BufferPool::new(64))
+        (JitterBuffer::new(F, fixed(jitter), 10), BufferPool::new(64))
+    }
+
+    /// A fixed instant (the fixed-delay tests ignore arrival times).
+    fn t() -> Instant {
+        static T: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T.get_or_init(Instant::now)
     }
 
     #[test]
@@ -375,21 +518,21 @@ mod tests {
     fn waits_jitter_frames_then_plays_in_order() {
         let (mut b, mut pool) = jb(1);
         let t0 = u32::MAX - 1000; // wraps during the test
-        assert_eq!(b.push(t0, F, &[1], &mut pool), Pushed::Started);
-        assert!(!b.begin_tick());
+        assert_eq!(b.push(t0, F, &[1], t(), None, &mut pool), Pushed::Started);
+        assert!(!b.begin_tick(t()));
         assert_eq!(
-            b.push(t0.wrapping_add(2 * F), F, &[3], &mut pool),
+            b.push(t0.wrapping_add(2 * F), F, &[3], t(), None, &mut pool),
             Pushed::Queued
         );
         assert_eq!(
-            b.push(t0.wrapping_add(F), F, &[2], &mut pool),
+            b.push(t0.wrapping_add(F), F, &[2], t(), None, &mut pool),
             Pushed::Queued
         );
         assert_eq!(
-            b.push(t0.wrapping_add(F), F, &[2], &mut pool),
+            b.push(t0.wrapping_add(F), F, &[2], t(), None, &mut pool),
             Pushed::Duplicate
         );
-        assert!(b.begin_tick());
+        assert!(b.begin_tick(t()));
         for expect in 1..=3u8 {
             assert_eq!(b.next(F, &mut pool), Next::Packet { skip: 0 });
             assert_eq!(b.front_payload(), Some(&[expect][..]));
@@ -402,35 +545,38 @@ mod tests {
     #[test]
     fn late_packets_are_dropped_and_gaps_planned() {
         let (mut b, mut pool) = jb(0);
-        b.push(1000, F, &[1], &mut pool);
-        assert!(b.begin_tick());
+        b.push(1000, F, &[1], t(), None, &mut pool);
+        assert!(b.begin_tick(t()));
         assert_eq!(b.next(F, &mut pool), Next::Packet { skip: 0 });
         b.consume_front(F, &mut pool);
         // The packet at 1000 + F is lost; 1000 + 2F arrives: FEC-able gap.
-        b.push(1000 + 2 * F, F, &[3], &mut pool);
+        b.push(1000 + 2 * F, F, &[3], t(), None, &mut pool);
         assert_eq!(b.next(F, &mut pool), Next::Fec { len: F });
         b.advance(F);
         // The lost packet shows up after its time: late.
-        assert_eq!(b.push(1000 + F, F, &[2], &mut pool), Pushed::Late);
+        assert_eq!(
+            b.push(1000 + F, F, &[2], t(), None, &mut pool),
+            Pushed::Late
+        );
         assert_eq!(b.next(F, &mut pool), Next::Packet { skip: 0 });
         b.consume_front(F, &mut pool);
         // Nothing queued: conceal.
         assert_eq!(b.next(F, &mut pool), Next::Conceal { len: F });
         // A two-frame gap is concealed frame by frame, not with FEC.
         b.advance(F);
-        b.push(1000 + 6 * F, F, &[7], &mut pool);
+        b.push(1000 + 6 * F, F, &[7], t(), None, &mut pool);
         assert_eq!(b.next(F, &mut pool), Next::Conceal { len: F });
     }
 
     #[test]
     fn earlier_packet_before_playout_moves_start_back() {
         let (mut b, mut pool) = jb(2);
-        b.push(10 * F, F, &[2], &mut pool);
-        assert!(!b.begin_tick());
-        b.push(9 * F, F, &[1], &mut pool);
+        b.push(10 * F, F, &[2], t(), None, &mut pool);
+        assert!(!b.begin_tick(t()));
+        b.push(9 * F, F, &[1], t(), None, &mut pool);
         assert_eq!(b.play_ts(), 9 * F);
-        assert!(!b.begin_tick());
-        assert!(b.begin_tick());
+        assert!(!b.begin_tick(t()));
+        assert!(b.begin_tick(t()));
         assert_eq!(b.next(F, &mut pool), Next::Packet { skip: 0 });
         assert_eq!(b.front_payload(), Some(&[1][..]));
     }
@@ -438,12 +584,15 @@ mod tests {
     #[test]
     fn overlong_queue_is_trimmed_to_target_depth() {
         let (mut b, mut pool) = jb(1);
-        b.push(0, F, &[0], &mut pool);
+        b.push(0, F, &[0], t(), None, &mut pool);
         for i in 1..10 {
-            assert_eq!(b.push(i * F, F, &[0], &mut pool), Pushed::Queued);
+            assert_eq!(b.push(i * F, F, &[0], t(), None, &mut pool), Pushed::Queued);
         }
         // 11 frames > max_queue_frames (10): trimmed to jitter + 1 = 2 frames.
-        assert_eq!(b.push(10 * F, F, &[0], &mut pool), Pushed::Trimmed(9));
+        assert_eq!(
+            b.push(10 * F, F, &[0], t(), None, &mut pool),
+            Pushed::Trimmed(9)
+        );
         assert_eq!(b.len(), 2);
         assert_eq!(b.buffered(), 2 * F);
         assert_eq!(b.play_ts(), 9 * F);
@@ -452,11 +601,11 @@ mod tests {
     #[test]
     fn far_backwards_jump_resyncs() {
         let (mut b, mut pool) = jb(1);
-        b.push(1_000_000, F, &[0], &mut pool);
-        b.begin_tick();
-        b.begin_tick();
+        b.push(1_000_000, F, &[0], t(), None, &mut pool);
+        b.begin_tick(t());
+        b.begin_tick(t());
         assert_eq!(b.state(), State::Playing);
-        assert_eq!(b.push(5, F, &[0], &mut pool), Pushed::Resynced);
+        assert_eq!(b.push(5, F, &[0], t(), None, &mut pool), Pushed::Resynced);
         assert_eq!(b.state(), State::Waiting(1));
         assert_eq!(b.play_ts(), 5);
     }
@@ -464,8 +613,8 @@ mod tests {
     #[test]
     fn skip_consumes_without_decoding() {
         let (mut b, mut pool) = jb(0);
-        b.push(0, 3 * F, &[0], &mut pool); // one 60 ms packet
-        b.begin_tick();
+        b.push(0, 3 * F, &[0], t(), None, &mut pool); // one 60 ms packet
+        b.begin_tick(t());
         assert!(b.skip(F, &mut pool));
         assert!(!b.is_empty(), "packet still covers the next 40 ms");
         assert!(b.skip(F, &mut pool));
@@ -473,7 +622,7 @@ mod tests {
         assert!(b.is_empty());
         assert!(!b.skip(F, &mut pool));
         // Resuming decoding in the middle of a packet skips its first samples.
-        b.push(4 * F, 3 * F, &[0], &mut pool);
+        b.push(4 * F, 3 * F, &[0], t(), None, &mut pool);
         b.skip(F, &mut pool);
         assert_eq!(b.next(F, &mut pool), Next::Packet { skip: F });
     }
@@ -481,13 +630,116 @@ mod tests {
     #[test]
     fn misaligned_gap_rounds_to_granules() {
         let (mut b, mut pool) = jb(0);
-        b.push(0, F, &[0], &mut pool);
-        b.begin_tick();
+        b.push(0, F, &[0], t(), None, &mut pool);
+        b.begin_tick(t());
         b.next(F, &mut pool);
         b.consume_front(F, &mut pool);
-        b.push(F + 7, F, &[1], &mut pool);
+        b.push(F + 7, F, &[1], t(), None, &mut pool);
         assert_eq!(b.next(F, &mut pool), Next::Conceal { len: 120 });
         b.advance(120);
         assert_eq!(b.next(F, &mut pool), Next::Packet { skip: 113 });
+    }
+
+    fn adaptive() -> Playout {
+        Playout {
+            jitter_frames: 0,
+            margin: Duration::from_millis(5),
+            adaptive: true,
+            shrink_window: 10,
+            max_rewind: 3 * F,
+        }
+    }
+
+    const TICK: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn a_playout_starts_at_the_first_tick_reached_with_the_margin() {
+        let base = t();
+        let mut b = JitterBuffer::new(F, adaptive(), 10);
+        let mut pool = BufferPool::new(8);
+        // 12 ms before the next tick: plays at that tick.
+        b.push(0, F, &[0], base, Some(Duration::from_millis(12)), &mut pool);
+        assert!(b.begin_tick(base + Duration::from_millis(12)));
+        // 2 ms before the next tick (less than the margin): one tick later.
+        let mut b = JitterBuffer::new(F, adaptive(), 10);
+        b.push(0, F, &[0], base, Some(Duration::from_millis(2)), &mut pool);
+        assert!(!b.begin_tick(base + Duration::from_millis(2)));
+        assert!(b.begin_tick(base + Duration::from_millis(22)));
+    }
+
+    #[test]
+    fn a_late_packet_rewinds_and_the_excess_delay_shrinks_again() {
+        let base = t();
+        let mut b = JitterBuffer::new(F, adaptive(), 10);
+        let mut pool = BufferPool::new(8);
+        // Packet k arrives 10 ms before tick k.
+        let tick = |k: u32| base + TICK * k;
+        let arrive = |k: u32| tick(k) - Duration::from_millis(10);
+        b.push(
+            0,
+            F,
+            &[0],
+            arrive(0),
+            Some(Duration::from_millis(10)),
+            &mut pool,
+        );
+        for k in 0..5 {
+            if k > 0 {
+                b.push(k * F, F, &[0], arrive(k), None, &mut pool);
+            }
+            assert!(b.begin_tick(tick(k)));
+            assert_eq!(b.next(F, &mut pool), Next::Packet { skip: 0 });
+            b.consume_front(F, &mut pool);
+        }
+        // Packet 5 is 15 ms late: tick 5 conceals it, then it arrives with nothing queued.
+        assert!(b.begin_tick(tick(5)));
+        assert_eq!(b.next(F, &mut pool), Next::Conceal { len: F });
+        b.advance(F);
+        let late = tick(5) + Duration::from_millis(5);
+        assert_eq!(
+            b.push(5 * F, F, &[5], late, None, &mut pool),
+            Pushed::Rewound
+        );
+        // It plays at tick 6 (15 ms of slack); every later packet now waits one frame more
+        // (30 ms of slack). The first window holds the 15 ms, the second shows the excess.
+        for k in 6..26 {
+            b.push(k * F, F, &[0], arrive(k), None, &mut pool);
+            assert!(b.begin_tick(tick(k)));
+            assert_eq!(b.next(F, &mut pool), Next::Packet { skip: 0 });
+            b.consume_front(F, &mut pool);
+            assert_eq!(b.may_shrink(), k == 25, "tick {k}");
+        }
+        // At tick 26, cutting one frame (packet 25, unplayed) brings the slack back to 10 ms;
+        // no more shrinking.
+        b.push(26 * F, F, &[0], arrive(26), None, &mut pool);
+        assert!(b.begin_tick(tick(26)));
+        b.shrink(&mut pool);
+        assert_eq!(b.next(F, &mut pool), Next::Packet { skip: 0 });
+        b.consume_front(F, &mut pool);
+        assert_eq!(b.play_ts(), 27 * F);
+        for k in 27..60 {
+            b.push(k * F, F, &[0], arrive(k), None, &mut pool);
+            assert!(b.begin_tick(tick(k)));
+            assert_eq!(b.next(F, &mut pool), Next::Packet { skip: 0 }, "tick {k}");
+            b.consume_front(F, &mut pool);
+            assert!(!b.may_shrink());
+        }
+    }
+
+    #[test]
+    fn an_overtaken_late_packet_does_not_rewind() {
+        let mut b = JitterBuffer::new(F, adaptive(), 10);
+        let mut pool = BufferPool::new(8);
+        let now = t();
+        b.push(0, F, &[0], now, Some(Duration::from_millis(10)), &mut pool);
+        b.begin_tick(now);
+        b.next(F, &mut pool);
+        b.consume_front(F, &mut pool);
+        b.push(2 * F, F, &[2], now, None, &mut pool);
+        b.begin_tick(now);
+        assert_eq!(b.next(F, &mut pool), Next::Fec { len: F });
+        b.advance(F);
+        // Packet 1 shows up after packet 2 was queued: reordering, not delay.
+        assert_eq!(b.push(F, F, &[1], now, None, &mut pool), Pushed::Late);
     }
 }

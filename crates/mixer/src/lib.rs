@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use audiopus::coder::{Decoder, Encoder, GenericCtl};
 use audiopus::{Application, Bitrate, Channels, SampleRate};
 
-use crate::jitter::{BufferPool, JitterBuffer, MAX_PACKET_SAMPLES, Next, Pushed, State};
+use crate::jitter::{BufferPool, JitterBuffer, MAX_PACKET_SAMPLES, Next, Playout, Pushed, State};
 
 /// The caller's id for a sender (its audio stream id).
 pub type SourceId = u32;
@@ -36,6 +36,10 @@ pub const SILENT_LEVEL: u8 = 127;
 
 /// Room for the largest single Opus packet (1275 bytes) with margin.
 const MAX_OPUS_PACKET: usize = 1500;
+
+/// At or below this loudness (RFC 6464 level, −60 dBov) a mixed source is quiet enough for
+/// the adaptive playout to drop one of its frames.
+const QUIET_LEVEL: u8 = 60;
 
 /// Spare payload buffers kept for reuse.
 const PAYLOAD_POOL: usize = 4096;
@@ -50,9 +54,20 @@ pub struct MixerConfig {
     pub frame_ms: u32,
     /// Encoder bitrate of the mixed streams.
     pub bitrate_bps: i32,
-    /// Playout delay target in frames: a source starts playing this many ticks after its
-    /// first packet.
+    /// Fixed extra playout delay in frames: a source starts playing this many ticks after
+    /// the first tick its first packet reaches with `playout_margin` to spare.
     pub jitter_frames: u32,
+    /// A packet should arrive at least this long before the tick that plays it (zero: any
+    /// arrival before the tick is in time).
+    pub playout_margin: Duration,
+    /// Adapt the delay to the arrival times: a late packet with nothing queued behind it
+    /// moves the playout point back (the delay grows by its lateness, at most
+    /// `max_queue_frames` frames), and a delay that was more than a frame longer than needed
+    /// for `shrink_after_frames` ticks is cut by one frame while the source is quiet or not
+    /// mixed. Off: the delay is fixed at the start of a playout.
+    pub adaptive_playout: bool,
+    /// See `adaptive_playout`.
+    pub shrink_after_frames: u32,
     /// A source whose queue spans more than this many frames is trimmed back to
     /// `jitter_frames + 1` (clock drift, bursts).
     pub max_queue_frames: u32,
@@ -80,7 +95,10 @@ impl Default for MixerConfig {
             sample_rate: SAMPLE_RATE,
             frame_ms: 20,
             bitrate_bps: 32_000,
-            jitter_frames: 1,
+            jitter_frames: 0,
+            playout_margin: Duration::from_millis(4),
+            adaptive_playout: true,
+            shrink_after_frames: 250,
             max_queue_frames: 10,
             silence_level: SILENT_LEVEL,
             hysteresis_db: 6,
@@ -120,6 +138,10 @@ pub struct SourceStats {
     pub trimmed: u64,
     /// Playouts restarted because the timestamps jumped far back.
     pub resyncs: u64,
+    /// Late packets that made the playout delay grow (adaptive playout).
+    pub rewinds: u64,
+    /// Frames dropped unplayed to cut an excess playout delay (adaptive playout).
+    pub shrinks: u64,
     /// Ticks in which (part of) the source's frame was missing: concealed with PLC/FEC when
     /// the source was being decoded.
     pub missing_frames: u64,
@@ -191,7 +213,18 @@ impl Source {
     fn new(id: SourceId, cfg: &MixerConfig, frame: usize) -> Source {
         Source {
             id,
-            jb: JitterBuffer::new(frame as u32, cfg.jitter_frames, cfg.max_queue_frames),
+            jb: JitterBuffer::new(
+                frame as u32,
+                Playout {
+                    jitter_frames: cfg.jitter_frames,
+                    margin: cfg.playout_margin,
+                    adaptive: cfg.adaptive_playout,
+                    shrink_window: cfg.shrink_after_frames,
+                    max_rewind: cfg.max_queue_frames.saturating_sub(cfg.jitter_frames + 1)
+                        * frame as u32,
+                },
+                cfg.max_queue_frames,
+            ),
             decoder: None,
             fifo: Vec::new(),
             frame: vec![0.0; frame],
@@ -345,6 +378,10 @@ pub struct Mixer {
     spare_packets: Vec<Vec<u8>>,
     frame: MixFrame,
     last_now: Option<Instant>,
+    /// When the latest tick ran, to tell how close a packet arrives to the next one.
+    last_tick: Option<Instant>,
+    /// One tick.
+    frame_dur: Duration,
 }
 
 impl std::fmt::Debug for Mixer {
@@ -409,6 +446,8 @@ impl Mixer {
                 minus_one: Vec::with_capacity(config.top_k),
             },
             last_now: None,
+            last_tick: None,
+            frame_dur: Duration::from_millis(u64::from(config.frame_ms)),
             cfg: config,
         })
     }
@@ -485,12 +524,21 @@ impl Mixer {
             && samples % jitter::GRANULE as usize == 0;
         let frames20 = if valid { samples as f32 / 960.0 } else { 1.0 };
 
+        let until_tick = self.last_tick.map(|t| {
+            (t + self.frame_dur)
+                .checked_duration_since(now)
+                .unwrap_or_default()
+        });
         let mut duplicate = false;
         if valid {
-            match source
-                .jb
-                .push(rtp_timestamp, samples as u32, payload, &mut self.pool)
-            {
+            match source.jb.push(
+                rtp_timestamp,
+                samples as u32,
+                payload,
+                now,
+                until_tick,
+                &mut self.pool,
+            ) {
                 Pushed::Queued | Pushed::Started => source.stats.packets += 1,
                 Pushed::Duplicate => {
                     source.stats.duplicates += 1;
@@ -507,6 +555,12 @@ impl Mixer {
                     tracing::debug!(source = id, "mixer: timestamps jumped back, resync");
                     source.stats.packets += 1;
                     source.stats.resyncs += 1;
+                    source.fifo.clear();
+                }
+                Pushed::Rewound => {
+                    tracing::trace!(source = id, "mixer: late packet, playout delay grows");
+                    source.stats.packets += 1;
+                    source.stats.rewinds += 1;
                     source.fifo.clear();
                 }
             }
@@ -529,6 +583,8 @@ impl Mixer {
     /// Produces the next frame. Call every `frame_ms`; when late, call once per missed frame.
     pub fn tick(&mut self, now: Instant) -> &MixFrame {
         self.observe(now);
+        self.last_tick = self.last_now;
+        let tick_time = self.last_now.unwrap_or(now);
         let now = self.last_now;
         let timeout = self.cfg.source_timeout;
         let max_concealed = self.cfg.max_concealed_frames;
@@ -541,7 +597,17 @@ impl Mixer {
             if !s.live {
                 s.loudness = 0.0;
             }
-            s.playing = s.jb.begin_tick();
+            s.playing = s.jb.begin_tick(tick_time);
+            // Cut an excess delay where dropping a frame is not heard: the source is not in
+            // the mix, or quiet.
+            if s.playing
+                && s.fifo.is_empty()
+                && s.jb.may_shrink()
+                && (!s.in_mix || dsp::loudness_to_level(s.loudness) >= QUIET_LEVEL)
+            {
+                s.jb.shrink(&mut self.pool);
+                s.stats.shrinks += 1;
+            }
             if s.measure_rms && s.playing && ensure_decoder(s, &mut self.spare_decoders) {
                 s.produce(&mut self.scratch, &mut self.pool, max_concealed);
                 let observed = f32::from(SILENT_LEVEL - dsp::rms_level(&s.frame));

@@ -269,7 +269,13 @@ pub async fn signaling(
         (Ok(meeting), Some(token)) => authenticate(&app, meeting, &token),
         _ => Err(Rejection::Forbidden),
     };
-    let upgrade = upgrade.protocols(["_aws_wt_session"]);
+    // Small buffers: signaling frames are a few hundred bytes (an SDP offer a few KiB; the
+    // read buffer grows for a larger message), and the 128 KiB defaults, zeroed on first use,
+    // would dominate the memory of a connection.
+    let upgrade = upgrade
+        .protocols(["_aws_wt_session"])
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
     let Some(media) = app.media.as_ref() else {
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
