@@ -1,8 +1,8 @@
 //! Running a [`Command`] against the control plane, and rendering the reply as JSON.
 
 use carillon_control::{
-    Attendee, Caller, ControlError, ControlPlane, EpochMillis, Meeting, MeetingFeatures, Tag,
-    Transcription,
+    Attendee, Caller, ControlError, ControlPlane, EpochMillis, Meeting, MeetingFeatures, MeetingId,
+    Tag, Transcription,
 };
 
 use crate::dto::*;
@@ -36,6 +36,17 @@ pub enum Reply {
         next_token: Option<String>,
     },
     Tags(Vec<Tag>),
+    /// StartMeetingTranscription: 200 with no output members. The state recorded is kept for
+    /// the server's log.
+    TranscriptionStarted {
+        meeting: MeetingId,
+        transcription: Transcription,
+    },
+    /// StopMeetingTranscription: 200 with no output members; `stopped` is what was running.
+    TranscriptionStopped {
+        meeting: MeetingId,
+        stopped: Option<Transcription>,
+    },
     /// 200 with no output members.
     Ok,
     /// 204 with an empty body.
@@ -55,8 +66,8 @@ pub fn execute(
             Reply::Meeting(plane.create_meeting(request, caller, now)?)
         }
         Command::CreateMeetingWithAttendees(request, items) => {
-            let meeting = plane.create_meeting(request, caller, now)?;
-            let outcome = plane.batch_create_attendee(meeting.id, items, now)?;
+            let (meeting, outcome) =
+                plane.create_meeting_with_attendees(request, items, caller, now)?;
             Reply::MeetingWithAttendees {
                 meeting,
                 attendees: outcome.attendees,
@@ -118,13 +129,16 @@ pub fn execute(
                 configuration_json,
                 started_at: now,
             };
-            plane.start_transcription(meeting, transcription, now)?;
-            Reply::Ok
+            plane.start_transcription(meeting, transcription.clone(), now)?;
+            Reply::TranscriptionStarted {
+                meeting,
+                transcription,
+            }
         }
-        Command::StopMeetingTranscription(m) => {
-            plane.stop_transcription(m, now)?;
-            Reply::Ok
-        }
+        Command::StopMeetingTranscription(m) => Reply::TranscriptionStopped {
+            meeting: m,
+            stopped: plane.stop_transcription(m, now)?,
+        },
         Command::TagResource { arn, tags } => {
             plane.tag_resource(&arn, tags, now)?;
             Reply::NoContent
@@ -297,7 +311,9 @@ pub fn render(reply: &Reply, placement: &Placement) -> (u16, Vec<u8>) {
                     .collect(),
             }),
         ),
-        Reply::Ok => (200, Vec::new()),
+        Reply::Ok | Reply::TranscriptionStarted { .. } | Reply::TranscriptionStopped { .. } => {
+            (200, Vec::new())
+        }
         Reply::NoContent => (204, Vec::new()),
     }
 }

@@ -18,7 +18,7 @@ use crate::transcription;
 use crate::validate::{self, Violations};
 
 /// One batch item: a valid request, or the item's ExternalUserId (when readable) and the reason.
-pub type AttendeeItem = Result<AttendeeRequest, (Option<String>, ControlError)>;
+pub use carillon_control::AttendeeItem;
 
 /// A validated operation, ready to run against the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +83,7 @@ pub fn parse_command(
     match route {
         Route::CreateMeeting => {
             let input: CreateMeetingInput = decode(body)?;
+            too_many_tags(input.tags.as_deref(), None)?;
             let mut v = Violations::new();
             let request = create_meeting(&mut v, &input);
             invalid(v)?;
@@ -90,6 +91,7 @@ pub fn parse_command(
         }
         Route::CreateMeetingWithAttendees => {
             let input: CreateMeetingInput = decode(body)?;
+            too_many_tags(input.tags.as_deref(), None)?;
             let mut v = Violations::new();
             let request = create_meeting(&mut v, &input);
             let items = v
@@ -219,6 +221,7 @@ pub fn parse_command(
         Route::StopMeetingTranscription(m) => Ok(Command::StopMeetingTranscription(m)),
         Route::TagResource => {
             let input: TagResourceInput = decode(body)?;
+            too_many_tags(input.tags.as_deref(), input.resource_arn.as_deref())?;
             let mut v = Violations::new();
             let arn = resource_arn(&mut v, "ResourceARN", input.resource_arn.as_deref());
             let tags = v
@@ -255,6 +258,30 @@ pub fn parse_command(
                 arn: arn.expect("validated"),
             })
         }
+    }
+}
+
+/// Most tags one request (and one meeting) may carry.
+pub const MAX_TAGS: usize = 50;
+
+/// More than [`MAX_TAGS`] tags in one request is TooManyTagsException (400), the modeled error
+/// for exactly this, rather than a list-size BadRequest; it takes precedence over the other
+/// checks of the request because it is the one a client handles specifically. `resource` is
+/// the ARN being tagged, reported as `ResourceName`.
+fn too_many_tags(tags: Option<&[TagInput]>, resource: Option<&str>) -> Result<(), ApiError> {
+    match tags {
+        Some(tags) if tags.len() > MAX_TAGS => {
+            let mut error = ApiError::new(
+                Exception::TooManyTags,
+                format!(
+                    "The request has {} tags; a resource may have at most {MAX_TAGS}",
+                    tags.len()
+                ),
+            );
+            error.resource_name = resource.map(str::to_owned);
+            Err(error)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -567,7 +594,7 @@ fn tag_key(v: &mut Violations, field: &str, key: &str) {
 }
 
 fn tag_list(v: &mut Violations, field: &str, tags: &[TagInput]) -> Option<Vec<Tag>> {
-    if !v.list_size(field, tags, 0, 50) {
+    if !v.list_size(field, tags, 0, MAX_TAGS) {
         return None;
     }
     let mut out = Vec::with_capacity(tags.len());
@@ -742,6 +769,42 @@ mod tests {
             panic!()
         };
         assert!(msg.contains("Capabilities.Video"), "{msg}");
+    }
+
+    #[test]
+    fn more_than_fifty_tags_is_too_many_tags() {
+        let tags = |n: usize| {
+            (0..n)
+                .map(|i| format!(r#"{{"Key":"k{i}","Value":"v"}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let arn =
+            "arn:aws:chime:us-east-1:000000000000:meeting/4101582d-72d2-451b-8ac0-f0f127992713";
+        let err = parse(
+            Route::TagResource,
+            &format!(r#"{{"ResourceARN":"{arn}","Tags":[{}]}}"#, tags(51)),
+        )
+        .unwrap_err();
+        assert_eq!(err.exception, Exception::TooManyTags);
+        assert_eq!(err.exception.status(), 400);
+        assert_eq!(err.resource_name.as_deref(), Some(arn));
+        assert!(
+            parse(
+                Route::TagResource,
+                &format!(r#"{{"ResourceARN":"{arn}","Tags":[{}]}}"#, tags(50)),
+            )
+            .is_ok()
+        );
+        for route in [Route::CreateMeeting, Route::CreateMeetingWithAttendees] {
+            let body = format!(
+                r#"{{"MediaRegion":"us-east-1","ExternalMeetingId":"tagged","Attendees":[{{"ExternalUserId":"ann"}}],"Tags":[{}]}}"#,
+                tags(51)
+            );
+            let err = parse(route, &body).unwrap_err();
+            assert_eq!(err.exception, Exception::TooManyTags, "{err}");
+            assert_eq!(err.resource_name, None);
+        }
     }
 
     #[test]

@@ -66,9 +66,12 @@ fn one_of(v: &mut Violations, field: &str, value: &Option<String>, allowed: &[&s
     }
 }
 
+/// A member of the model's plain `String` shape: at most `max` characters and no minimum (the
+/// vocabulary names are `String`, unlike the `TranscribeVocabularyNamesOrFilterNamesString`
+/// lists, so an empty name is the model's business, and Transcribe's, not ours).
 fn string(v: &mut Violations, field: &str, value: &Option<String>, max: usize) {
     if let Some(value) = value {
-        v.length(field, value, 1, max);
+        v.length(field, value, 0, max);
     }
 }
 
@@ -203,7 +206,10 @@ fn standard(v: &mut Violations, s: &EngineTranscribeSettingsInput) {
         );
     }
 
-    // The documented cross-field rules.
+    // The documented cross-field rules, and only those: whatever else Transcribe would
+    // refuse (a single LanguageOptions entry, an unknown code in the list, a
+    // PreferredLanguage missing from it...) is not an API error at Chime either, which
+    // reports it with a TranscriptionFailed event once the transcription runs.
     let identify = s.identify_language == Some(true);
     match (s.language_code.is_some(), identify) {
         (true, true) => v.add_rule(format!(
@@ -232,47 +238,18 @@ fn standard(v: &mut Violations, s: &EngineTranscribeSettingsInput) {
             "{P}: LanguageOptions requires IdentifyLanguage to be true"
         ));
     }
-    if identify {
-        match &s.language_options {
-            None => v.add_rule(format!(
-                "{P}: IdentifyLanguage requires LanguageOptions with at least two language codes"
-            )),
-            Some(options) => {
-                let codes: Vec<&str> = options.split(',').map(str::trim).collect();
-                if codes.len() < 2 {
-                    v.add_rule(format!(
-                        "{P}: LanguageOptions must list at least two language codes"
-                    ));
-                }
-                if let Some(bad) = codes.iter().find(|c| !LANGUAGE_CODES.contains(c)) {
-                    v.add_rule(format!(
-                        "{P}: LanguageOptions contains '{}', which is not one of [{}]",
-                        bad.chars().take(16).collect::<String>(),
-                        LANGUAGE_CODES.join(", ")
-                    ));
-                }
-                if let Some(preferred) = &s.preferred_language
-                    && !codes.contains(&preferred.as_str())
-                {
-                    v.add_rule(format!(
-                        "{P}: PreferredLanguage must be one of the LanguageOptions"
-                    ));
-                }
-            }
-        }
-        if s.language_model_name.is_some() {
-            v.add_rule(format!(
-                "{P}: IdentifyLanguage cannot be combined with LanguageModelName"
-            ));
-        }
-        if s.content_redaction_type.is_some() {
-            v.add_rule(format!(
-                "{P}: IdentifyLanguage cannot be combined with ContentRedactionType"
-            ));
-        }
-    }
     if s.preferred_language.is_some() && s.language_options.is_none() {
         v.add_rule(format!("{P}: PreferredLanguage requires LanguageOptions"));
+    }
+    if identify && s.language_model_name.is_some() {
+        v.add_rule(format!(
+            "{P}: IdentifyLanguage cannot be combined with LanguageModelName"
+        ));
+    }
+    if identify && s.content_redaction_type.is_some() {
+        v.add_rule(format!(
+            "{P}: IdentifyLanguage cannot be combined with ContentRedactionType"
+        ));
     }
 }
 
@@ -296,6 +273,82 @@ fn medical(v: &mut Violations, s: &EngineTranscribeMedicalSettingsInput) {
         &s.content_identification_type,
         PHI,
     );
+}
+
+/// A one-line description of a recorded transcription for the server log: the settings that
+/// decide what it would produce, as `Name=value` pairs. Long values (vocabulary lists can run
+/// to kilobytes) are cut, so a log line stays a line.
+pub fn summary(configuration_json: &str) -> String {
+    fn cut(value: &str) -> String {
+        const MAX: usize = 64;
+        if value.chars().count() <= MAX {
+            value.to_owned()
+        } else {
+            let mut out: String = value.chars().take(MAX).collect();
+            out.push('…');
+            out
+        }
+    }
+    fn push(out: &mut Vec<String>, name: &str, value: &Option<String>) {
+        if let Some(value) = value {
+            out.push(format!("{name}={}", cut(value)));
+        }
+    }
+    // The JSON was written by `parse_command` from this very type, so it reads back.
+    let Ok(config) = serde_json::from_str::<TranscriptionConfigurationInput>(configuration_json)
+    else {
+        return "unreadable configuration".to_owned();
+    };
+    let mut out = Vec::new();
+    if let Some(s) = &config.engine_transcribe_settings {
+        push(&mut out, "LanguageCode", &s.language_code);
+        if s.identify_language == Some(true) {
+            out.push("IdentifyLanguage=true".to_owned());
+        }
+        push(&mut out, "LanguageOptions", &s.language_options);
+        push(&mut out, "PreferredLanguage", &s.preferred_language);
+        push(&mut out, "LanguageModelName", &s.language_model_name);
+        push(&mut out, "VocabularyName", &s.vocabulary_name);
+        push(&mut out, "VocabularyNames", &s.vocabulary_names);
+        push(&mut out, "VocabularyFilterName", &s.vocabulary_filter_name);
+        push(
+            &mut out,
+            "VocabularyFilterNames",
+            &s.vocabulary_filter_names,
+        );
+        push(
+            &mut out,
+            "VocabularyFilterMethod",
+            &s.vocabulary_filter_method,
+        );
+        if let Some(on) = s.enable_partial_results_stabilization {
+            out.push(format!("EnablePartialResultsStabilization={on}"));
+        }
+        push(
+            &mut out,
+            "PartialResultsStability",
+            &s.partial_results_stability,
+        );
+        push(
+            &mut out,
+            "ContentIdentificationType",
+            &s.content_identification_type,
+        );
+        push(&mut out, "ContentRedactionType", &s.content_redaction_type);
+        push(&mut out, "PiiEntityTypes", &s.pii_entity_types);
+    }
+    if let Some(s) = &config.engine_transcribe_medical_settings {
+        push(&mut out, "LanguageCode", &s.language_code);
+        push(&mut out, "Specialty", &s.specialty);
+        push(&mut out, "Type", &s.r#type);
+        push(&mut out, "VocabularyName", &s.vocabulary_name);
+        push(
+            &mut out,
+            "ContentIdentificationType",
+            &s.content_identification_type,
+        );
+    }
+    out.join(" ")
 }
 
 /// Where Transcribe would run: the configured region; for `auto` or none, the meeting's media
@@ -359,7 +412,42 @@ mod tests {
         );
         assert!(check(r#"{"EngineTranscribeSettings":{"LanguageCode":"en-US","ContentRedactionType":"PII","PiiEntityTypes":"NAME,ADDRESS"}}"#).is_ok());
         assert!(check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"LanguageOptions":"en-US,de-DE","PreferredLanguage":"de-DE"}}"#).is_ok());
-        assert!(check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"LanguageOptions":"en-US,de-DE","PreferredLanguage":"fr-FR"}}"#).is_err());
+        // Only the documented rules: what Transcribe itself would refuse later is accepted.
+        assert!(check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"LanguageOptions":"en-US,de-DE","PreferredLanguage":"fr-FR"}}"#).is_ok());
+        assert!(
+            check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"LanguageOptions":"en-US"}}"#)
+                .is_ok()
+        );
+        assert!(
+            check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"LanguageOptions":"xx-XX,en-US"}}"#)
+                .is_ok()
+        );
+        assert!(check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true}}"#).is_ok());
+        assert!(
+            check(r#"{"EngineTranscribeSettings":{"LanguageCode":"en-US","VocabularyName":"","VocabularyFilterName":""}}"#)
+                .is_ok()
+        );
+        assert!(
+            check(r#"{"EngineTranscribeMedicalSettings":{"LanguageCode":"en-US","Specialty":"UROLOGY","Type":"DICTATION","VocabularyName":""}}"#)
+                .is_ok()
+        );
+        // The shapes still hold: PreferredLanguage is a TranscribeLanguageCode, LanguageOptions
+        // has its pattern, VocabularyName at most 4096 characters.
+        assert!(check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"LanguageOptions":"en-US,de-DE","PreferredLanguage":"xx-XX"}}"#).is_err());
+        assert!(
+            check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"LanguageOptions":"en_US"}}"#)
+                .is_err()
+        );
+        let long = format!(
+            r#"{{"EngineTranscribeSettings":{{"LanguageCode":"en-US","VocabularyName":"{}"}}}}"#,
+            "v".repeat(4097)
+        );
+        assert!(check(&long).is_err());
+        // Each documented cross-field rule.
+        assert!(check(r#"{"EngineTranscribeSettings":{"LanguageCode":"en-US","PreferredLanguage":"en-US"}}"#).is_err());
+        assert!(check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"ContentRedactionType":"PII"}}"#).is_err());
+        assert!(check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"ContentIdentificationType":"PII"}}"#).is_ok());
+        assert!(check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":false}}"#).is_err());
         assert!(check(r#"{"EngineTranscribeSettings":{"LanguageCode":"en-US","LanguageOptions":"en-US,de-DE"}}"#).is_err());
         assert!(check(r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"LanguageOptions":"en-US,de-DE","LanguageModelName":"m"}}"#).is_err());
         assert!(
@@ -373,6 +461,27 @@ mod tests {
             Ok(TranscriptionEngine::TranscribeMedical)
         );
         assert!(check(r#"{"EngineTranscribeMedicalSettings":{"LanguageCode":"en-US","Specialty":"PRIMARYCARE"}}"#).is_err());
+    }
+
+    #[test]
+    fn summaries_name_the_settings_and_stay_short() {
+        let s = summary(
+            r#"{"EngineTranscribeSettings":{"IdentifyLanguage":true,"LanguageOptions":"en-US,de-DE","ContentIdentificationType":"PII"}}"#,
+        );
+        assert_eq!(
+            s,
+            "IdentifyLanguage=true LanguageOptions=en-US,de-DE ContentIdentificationType=PII"
+        );
+        let s = summary(
+            r#"{"EngineTranscribeMedicalSettings":{"LanguageCode":"en-US","Specialty":"CARDIOLOGY","Type":"DICTATION"}}"#,
+        );
+        assert_eq!(s, "LanguageCode=en-US Specialty=CARDIOLOGY Type=DICTATION");
+        let long = format!(
+            r#"{{"EngineTranscribeSettings":{{"LanguageCode":"en-US","VocabularyNames":"{}"}}}}"#,
+            "v,".repeat(1000)
+        );
+        assert!(summary(&long).chars().count() < 120);
+        assert_eq!(summary("not json"), "unreadable configuration");
     }
 
     #[test]

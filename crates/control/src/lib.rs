@@ -23,6 +23,6 @@ pub use event::{Event, EventKind, EventTarget, EventTranscription};
 pub use ids::{AttendeeId, InvalidGuid, MeetingId, is_guid};
 pub use model::*;
 pub use plane::{
-    AttendeePage, AttendeeRequest, BatchOutcome, Caller, Change, ControlPlane, CreateMeeting,
-    EndReason, Limits, Notice, Snapshot, attendee_id_of_token, check_capabilities,
+    AttendeeItem, AttendeePage, AttendeeRequest, BatchOutcome, Caller, Change, ControlPlane,
+    CreateMeeting, EndReason, Limits, Notice, Snapshot, attendee_id_of_token, check_capabilities,
 };

@@ -235,6 +235,29 @@ pub struct Meeting {
     /// Current tags (TagResource/UntagResource change these; `spec.tags` keeps the original).
     pub tags: Vec<Tag>,
     pub transcription: Option<Transcription>,
+    /// The `Attendees` of the CreateMeetingWithAttendees request that created the meeting
+    /// (`None` for CreateMeeting). ClientRequestToken idempotency compares them, so a token
+    /// repeated with other attendees, or by the other operation, is a conflict. Records
+    /// written before this field existed lack it; a CreateMeetingWithAttendees repeated across
+    /// that upgrade then answers Conflict, which is strict but never hands out wrong attendees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_attendees: Option<Vec<RequestedAttendee>>,
+}
+
+/// One item of the `Attendees` list of a CreateMeetingWithAttendees request, as
+/// ClientRequestToken idempotency compares it. An item that failed validation is kept as its
+/// ExternalUserId and the reason: a repeat of the same request fails it the same way, so two
+/// items that fail alike are alike to the caller too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestedAttendee {
+    Valid {
+        external_user_id: String,
+        capabilities: Option<Capabilities>,
+    },
+    Invalid {
+        external_user_id: Option<String>,
+        reason: String,
+    },
 }
 
 impl Meeting {

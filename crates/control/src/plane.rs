@@ -21,7 +21,7 @@ use crate::event::{Event, EventKind, EventTarget, EventTranscription};
 use crate::ids::{AttendeeId, MeetingId};
 use crate::model::{
     Attendee, Capabilities, ContentResolution, EpochMillis, Meeting, MeetingFeatures, MeetingSpec,
-    Tag, Transcription, VideoResolution,
+    RequestedAttendee, Tag, Transcription, VideoResolution,
 };
 
 /// Quotas and timers.
@@ -112,6 +112,26 @@ pub struct CreateMeeting {
 pub struct AttendeeRequest {
     pub external_user_id: String,
     pub capabilities: Option<Capabilities>,
+}
+
+/// One item of a batch: a valid request, or the item's ExternalUserId (when readable) and why
+/// it failed wire validation.
+pub type AttendeeItem = Result<AttendeeRequest, (Option<String>, ControlError)>;
+
+impl RequestedAttendee {
+    /// How idempotency remembers one batch item.
+    pub fn of(item: &AttendeeItem) -> Self {
+        match item {
+            Ok(request) => RequestedAttendee::Valid {
+                external_user_id: request.external_user_id.clone(),
+                capabilities: request.capabilities,
+            },
+            Err((external_user_id, error)) => RequestedAttendee::Invalid {
+                external_user_id: external_user_id.clone(),
+                reason: error.to_string(),
+            },
+        }
+    }
 }
 
 /// Result of a batch creation: the created (or existing) attendees and the failed items.
@@ -219,13 +239,17 @@ impl LiveMeeting {
         Some(attendee)
     }
 
+    /// `MaxCount` when given, but never above the configured limit: creation refuses a larger
+    /// `MaxCount`, and a meeting stored before the limit was lowered obeys the new one.
     fn attendee_limit(&self, limits: &Limits) -> usize {
         self.meeting
             .spec
             .features
             .as_ref()
             .and_then(MeetingFeatures::max_count)
-            .map_or(limits.max_attendees, |n| n as usize)
+            .map_or(limits.max_attendees, |n| {
+                (n as usize).min(limits.max_attendees)
+            })
     }
 
     /// Why this meeting has ended by `now` on its own timers, if it has.
@@ -310,12 +334,42 @@ impl ControlPlane {
     /// What [`ControlPlane::restore`] does, on a plane made with [`ControlPlane::new`] (and
     /// configured, e.g. with [`ControlPlane::set_event_targets`]). Drain the changes afterwards.
     pub fn load_snapshot(&mut self, snapshot: Snapshot, now: EpochMillis) {
-        for mut meeting in snapshot.meetings {
-            if meeting.idle_since.is_none() {
-                meeting.idle_since = Some(now);
-                self.changes
-                    .push(Change::PutMeeting(Box::new(meeting.clone())));
-            }
+        self.load(snapshot, HashMap::new(), now);
+    }
+
+    /// Replaces the persisted state with `snapshot`, for when memory has run ahead of the
+    /// store (a commit failed) and must become equal to it again. What exists only in memory
+    /// survives: the connection counts of attendees that still exist (the media plane still
+    /// holds those connections, and the idle rule depends on them), the contexts of recently
+    /// ended meetings, the limits, event targets and random generator. Changes and notices
+    /// still queued are dropped: they describe state that is being thrown away. Drain the
+    /// changes afterwards (idle timers brought in line with the connections, expired meetings).
+    pub fn reload(&mut self, snapshot: Snapshot, now: EpochMillis) {
+        let connections: HashMap<MeetingId, HashMap<AttendeeId, u32>> = self
+            .meetings
+            .iter_mut()
+            .filter(|(_, live)| !live.connections.is_empty())
+            .map(|(id, live)| (*id, std::mem::take(&mut live.connections)))
+            .collect();
+        self.meetings.clear();
+        self.request_tokens.clear();
+        self.attendee_meetings.clear();
+        self.changes.clear();
+        self.notices.clear();
+        self.load(snapshot, connections, now);
+    }
+
+    /// Builds the indexes from `snapshot`, with the given open connections per meeting. A
+    /// meeting's idle timer runs exactly when nobody is connected; records that disagree are
+    /// corrected (and the correction queued for the store).
+    fn load(
+        &mut self,
+        snapshot: Snapshot,
+        mut connections: HashMap<MeetingId, HashMap<AttendeeId, u32>>,
+        now: EpochMillis,
+    ) {
+        let order: Vec<MeetingId> = snapshot.meetings.iter().map(|m| m.id).collect();
+        for meeting in snapshot.meetings {
             if let Some(token) = &meeting.client_request_token {
                 self.request_tokens.insert(token.clone(), meeting.id);
             }
@@ -326,6 +380,26 @@ impl ControlPlane {
                 self.attendee_meetings
                     .insert(attendee.id, attendee.meeting_id);
                 live.insert_attendee(attendee);
+            }
+        }
+        for id in order {
+            let Some(live) = self.meetings.get_mut(&id) else {
+                continue;
+            };
+            if let Some(mut open) = connections.remove(&id) {
+                open.retain(|attendee, _| live.attendees.contains_key(attendee));
+                live.connections = open;
+            }
+            let connected = !live.connections.is_empty();
+            let fixed = match (connected, live.meeting.idle_since) {
+                (false, None) => Some(Some(now)),
+                (true, Some(_)) => Some(None),
+                _ => None,
+            };
+            if let Some(idle_since) = fixed {
+                live.meeting.idle_since = idle_since;
+                self.changes
+                    .push(Change::PutMeeting(Box::new(live.meeting.clone())));
             }
         }
         let replicas: Vec<(MeetingId, MeetingId)> = self
@@ -397,10 +471,38 @@ impl ControlPlane {
 
     // ----- meetings -----
 
-    /// CreateMeeting (and the meeting half of CreateMeetingWithAttendees).
+    /// CreateMeeting.
     pub fn create_meeting(
         &mut self,
         request: CreateMeeting,
+        caller: &Caller,
+        now: EpochMillis,
+    ) -> Result<Meeting, ControlError> {
+        self.create(request, None, caller, now)
+    }
+
+    /// CreateMeetingWithAttendees: the meeting, then its attendees as BatchCreateAttendee
+    /// would add them. The ClientRequestToken covers the attendees too: a repeat with the same
+    /// parameters returns the same meeting and, by ExternalUserId idempotency, the same
+    /// attendees (an attendee deleted since is created again, as CreateAttendee would); a
+    /// repeat with other attendees, or a token first used by CreateMeeting, is a conflict.
+    pub fn create_meeting_with_attendees(
+        &mut self,
+        request: CreateMeeting,
+        items: Vec<AttendeeItem>,
+        caller: &Caller,
+        now: EpochMillis,
+    ) -> Result<(Meeting, BatchOutcome), ControlError> {
+        let requested = items.iter().map(RequestedAttendee::of).collect();
+        let meeting = self.create(request, Some(requested), caller, now)?;
+        let outcome = self.batch_create_attendee(meeting.id, items, now)?;
+        Ok((meeting, outcome))
+    }
+
+    fn create(
+        &mut self,
+        request: CreateMeeting,
+        requested_attendees: Option<Vec<RequestedAttendee>>,
         caller: &Caller,
         now: EpochMillis,
     ) -> Result<Meeting, ControlError> {
@@ -408,7 +510,9 @@ impl ControlPlane {
             && let Some(existing) = self.request_tokens.get(token).copied()
             && let Ok(live) = self.live(existing, now)
         {
-            return if live.meeting.spec == request.spec {
+            let same = live.meeting.spec == request.spec
+                && live.meeting.requested_attendees == requested_attendees;
+            return if same {
                 Ok(live.meeting.clone())
             } else {
                 Err(ControlError::IdempotencyMismatch {
@@ -418,6 +522,16 @@ impl ControlPlane {
             };
         }
         let features = request.spec.features();
+        // The configured attendee limit is this server's capacity: a Chime user asking for more
+        // would only learn it from LimitExceeded later, so say it now, as for the FHD cap.
+        if let Some(n) = features.max_count()
+            && n as usize > self.limits.max_attendees
+        {
+            return Err(ControlError::Invalid(format!(
+                "MeetingFeatures.Attendee.MaxCount must be at most {}, the attendee limit of this server (got {n})",
+                self.limits.max_attendees
+            )));
+        }
         if features.is_high_resolution() {
             let cap = self.limits.high_resolution_max_attendees;
             match features.max_count() {
@@ -468,6 +582,7 @@ impl ControlPlane {
             created_at: now,
             idle_since: Some(now),
             transcription: None,
+            requested_attendees,
         };
         if let Some(token) = &meeting.client_request_token {
             self.request_tokens.insert(token.clone(), id);
@@ -521,7 +636,7 @@ impl ControlPlane {
     pub fn batch_create_attendee(
         &mut self,
         meeting: MeetingId,
-        items: Vec<Result<AttendeeRequest, (Option<String>, ControlError)>>,
+        items: Vec<AttendeeItem>,
         now: EpochMillis,
     ) -> Result<BatchOutcome, ControlError> {
         self.live(meeting, now)?;

@@ -479,6 +479,193 @@ fn restore_rebuilds_state_and_restarts_idle_timers() {
     assert!(q.get_meeting(r.id, 12 * MIN).is_err());
 }
 
+#[test]
+fn max_count_cannot_exceed_the_configured_attendee_limit() {
+    let mut p = plane_with(Limits {
+        max_attendees: 10,
+        ..Limits::default()
+    });
+    let with_max = |n: u32| {
+        let mut s = spec("capped");
+        s.features = Some(MeetingFeatures {
+            attendee: Some(AttendeeFeatures { max_count: Some(n) }),
+            ..Default::default()
+        });
+        CreateMeeting {
+            client_request_token: None,
+            spec: s,
+        }
+    };
+    assert!(matches!(
+        p.create_meeting(with_max(11), &caller(), 0),
+        Err(ControlError::Invalid(m)) if m.contains("at most 10")
+    ));
+    p.create_meeting(with_max(10), &caller(), 0).unwrap();
+
+    // A meeting stored with a larger MaxCount obeys a limit lowered since.
+    let mut q = plane();
+    let big = q.create_meeting(with_max(50), &caller(), 0).unwrap();
+    let mut r = ControlPlane::restore(
+        Limits {
+            max_attendees: 2,
+            ..Limits::default()
+        },
+        "123456789012".into(),
+        Box::new(StdRng::seed_from_u64(9)),
+        Snapshot {
+            meetings: vec![big.clone()],
+            attendees: vec![],
+        },
+        0,
+    );
+    attendee(&mut r, big.id, "a", 0).unwrap();
+    attendee(&mut r, big.id, "b", 0).unwrap();
+    assert!(matches!(
+        attendee(&mut r, big.id, "c", 0),
+        Err(ControlError::MeetingFull { limit: 2, .. })
+    ));
+}
+
+#[test]
+fn create_meeting_with_attendees_idempotency_covers_the_attendees() {
+    let mut p = plane();
+    let request = |token: &str| CreateMeeting {
+        client_request_token: Some(token.into()),
+        spec: spec("m"),
+    };
+    let items = |users: &[&str]| -> Vec<AttendeeItem> {
+        users
+            .iter()
+            .map(|u| {
+                if u.len() < 2 {
+                    Err((
+                        Some(u.to_string()),
+                        ControlError::Invalid("too short".into()),
+                    ))
+                } else {
+                    Ok(AttendeeRequest {
+                        external_user_id: u.to_string(),
+                        capabilities: None,
+                    })
+                }
+            })
+            .collect()
+    };
+    let (m, first) = p
+        .create_meeting_with_attendees(request("t1"), items(&["ann", "bob", "x"]), &caller(), 0)
+        .unwrap();
+    assert_eq!((first.attendees.len(), first.errors.len()), (2, 1));
+    let (again, second) = p
+        .create_meeting_with_attendees(request("t1"), items(&["ann", "bob", "x"]), &caller(), 1)
+        .unwrap();
+    assert_eq!(again.id, m.id);
+    assert_eq!(second.attendees, first.attendees);
+    assert_eq!(second.errors, first.errors);
+    assert_eq!(
+        p.list_attendees(m.id, None, 100, 2)
+            .unwrap()
+            .attendees
+            .len(),
+        2
+    );
+    for other in [
+        &["ann", "bob"][..],
+        &["ann", "bob", "x", "cy"][..],
+        &["bob", "ann", "x"][..],
+    ] {
+        assert!(matches!(
+            p.create_meeting_with_attendees(request("t1"), items(other), &caller(), 3),
+            Err(ControlError::IdempotencyMismatch { .. })
+        ));
+    }
+    let mut caps = items(&["ann", "bob", "x"]);
+    if let Ok(first) = &mut caps[0] {
+        first.capabilities = Some(Capabilities::ALL);
+    }
+    assert!(matches!(
+        p.create_meeting_with_attendees(request("t1"), caps, &caller(), 3),
+        Err(ControlError::IdempotencyMismatch { .. })
+    ));
+    assert_eq!(
+        p.list_attendees(m.id, None, 100, 4)
+            .unwrap()
+            .attendees
+            .len(),
+        2
+    );
+    // The operations do not share tokens.
+    assert!(matches!(
+        p.create_meeting(request("t1"), &caller(), 5),
+        Err(ControlError::IdempotencyMismatch { .. })
+    ));
+    p.create_meeting(request("t2"), &caller(), 5).unwrap();
+    assert!(matches!(
+        p.create_meeting_with_attendees(request("t2"), items(&["ann"]), &caller(), 6),
+        Err(ControlError::IdempotencyMismatch { .. })
+    ));
+    // The remembered attendees survive a restart.
+    let mut meeting = p.get_meeting(m.id, 7).unwrap();
+    let json = serde_json::to_string(&meeting).unwrap();
+    meeting = serde_json::from_str(&json).unwrap();
+    let mut q = ControlPlane::restore(
+        Limits::default(),
+        "123456789012".into(),
+        Box::new(StdRng::seed_from_u64(8)),
+        Snapshot {
+            meetings: vec![meeting],
+            attendees: first.attendees.clone(),
+        },
+        7,
+    );
+    let (again, third) = q
+        .create_meeting_with_attendees(request("t1"), items(&["ann", "bob", "x"]), &caller(), 8)
+        .unwrap();
+    assert_eq!(again.id, m.id);
+    assert_eq!(third.attendees, first.attendees);
+    assert!(matches!(
+        q.create_meeting_with_attendees(request("t1"), items(&["ann"]), &caller(), 8),
+        Err(ControlError::IdempotencyMismatch { .. })
+    ));
+}
+
+#[test]
+fn reload_makes_memory_equal_the_store_and_keeps_connections() {
+    let mut p = plane();
+    let kept = create(&mut p, "kept", 0);
+    let a = attendee(&mut p, kept.id, "ann", 0).unwrap();
+    let stored = p.get_meeting(kept.id, 0).unwrap();
+    // What the store holds from here on: the meeting not yet connected, and ann.
+    let snapshot = Snapshot {
+        meetings: vec![stored],
+        attendees: vec![a.clone()],
+    };
+    // Memory then runs ahead: ann connects (that record is lost), another meeting and
+    // attendee are created (their commits fail).
+    p.attendee_connected(kept.id, a.id, MIN);
+    let lost = create(&mut p, "lost", MIN);
+    let bob = attendee(&mut p, kept.id, "bob", MIN).unwrap();
+    p.take_changes();
+
+    p.reload(snapshot, 2 * MIN);
+    assert!(p.get_meeting(lost.id, 2 * MIN).is_err());
+    assert!(p.get_attendee(kept.id, bob.id, 2 * MIN).is_err());
+    assert_eq!(p.get_attendee(kept.id, a.id, 2 * MIN).unwrap(), a);
+    assert_eq!(p.meeting_count(), 1);
+    // ann is still connected: the stored idle timer is corrected, and the meeting does not
+    // end for idleness.
+    assert!(matches!(
+        p.take_changes().as_slice(),
+        [Change::PutMeeting(m)] if m.id == kept.id && m.idle_since.is_none()
+    ));
+    p.sweep(60 * MIN);
+    assert!(p.get_meeting(kept.id, 60 * MIN).is_ok());
+    // ...until ann leaves.
+    p.attendee_disconnected(kept.id, a.id, 60 * MIN);
+    p.sweep(66 * MIN);
+    assert!(p.get_meeting(kept.id, 66 * MIN).is_err());
+    assert_eq!(p.meeting_count(), 0);
+}
+
 // ----- events -----
 
 const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:meeting-events";

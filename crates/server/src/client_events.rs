@@ -3,46 +3,57 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use http_body_util::{BodyExt, Limited};
 
 use crate::app::App;
 
-#[derive(Deserialize)]
-pub struct Params {
-    beacon: Option<String>,
-}
+/// Request headers allowed when the preflight names none: what amazon-chime-sdk-js sends.
+const DEFAULT_ALLOWED_HEADERS: &str = "authorization, content-type";
 
-/// CORS preflight: the page is on another origin and sends an Authorization header.
+/// CORS preflight: the page is on another origin and sends an Authorization header. The
+/// headers the browser asks about are echoed, so a client (or a proxy in front of it) that
+/// adds its own headers is not refused; they grant nothing, the bearer token is what counts.
 pub async fn preflight(headers: HeaderMap) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     cors(&headers, response.headers_mut());
+    let allowed_headers = headers
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(DEFAULT_ALLOWED_HEADERS));
     let h = response.headers_mut();
+    // The SDK posts batches with fetch() and, when the page unloads, with sendBeacon():
+    // both are POST.
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("POST, OPTIONS"),
     );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type"),
-    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allowed_headers);
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static("86400"),
     );
+    // The answer depends on the requested headers too, so caches must key on them.
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Origin, Access-Control-Request-Headers"),
+    );
     response
 }
 
+/// `POST /v1/client-events`. The body is read only once the caller is authenticated, except
+/// in the beacon form, where the token travels in the body.
 pub async fn ingest(
     State(app): State<Arc<App>>,
-    Query(params): Query<Params>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let (status, message) = accept(&app, &params, &headers, &body);
+    let (status, message) = accept(&app, query.as_deref(), &headers, body).await;
     let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -53,28 +64,70 @@ pub async fn ingest(
     response
 }
 
-fn accept(app: &App, params: &Params, headers: &HeaderMap, body: &[u8]) -> (StatusCode, String) {
-    if body.len() > crate::rest::MAX_BODY {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "batch too large".into());
-    }
-    let batch: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
-    };
-    // sendBeacon cannot set headers, so the beacon form carries the token in the body.
-    let token = headers
+/// Why a body could not be read.
+enum BodyError {
+    TooLarge,
+    Unreadable,
+}
+
+async fn read_body(body: Body) -> Result<axum::body::Bytes, BodyError> {
+    Limited::new(body, crate::rest::MAX_BODY)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                BodyError::TooLarge
+            } else {
+                BodyError::Unreadable
+            }
+        })
+}
+
+fn missing_token() -> (StatusCode, String) {
+    (
+        StatusCode::UNAUTHORIZED,
+        "missing Authorization bearer token".into(),
+    )
+}
+
+async fn accept(
+    app: &App,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> (StatusCode, String) {
+    let header_token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| {
-            params.beacon.as_ref()?;
-            batch.get("authorization")?.as_str().map(str::to_owned)
-        });
-    let Some(token) = token else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "missing Authorization bearer token".into(),
-        );
+        .map(str::to_owned);
+    // sendBeacon cannot set headers, so the beacon form carries the token in the body.
+    let beacon = query.is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.split('=').next() == Some("beacon"))
+    });
+    // The parsed batch (beacons), or the body still unread (bearer header).
+    let (token, batch) = match header_token {
+        Some(token) => (token, Err(body)),
+        None if beacon => {
+            // Nothing but a readable JSON body with a token string authenticates a beacon;
+            // anything else is as unauthenticated as a request with no token at all.
+            let Ok(bytes) = read_body(body).await else {
+                return missing_token();
+            };
+            let Ok(batch) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                return missing_token();
+            };
+            let Some(token) = batch
+                .get("authorization")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+            else {
+                return missing_token();
+            };
+            (token, Ok(batch))
+        }
+        None => return missing_token(),
     };
     let token = token.strip_prefix("Bearer ").unwrap_or(&token).trim();
     let now = app.clock.now_ms();
@@ -83,6 +136,24 @@ fn accept(app: &App, params: &Params, headers: &HeaderMap, body: &[u8]) -> (Stat
             StatusCode::FORBIDDEN,
             "unknown or expired join token".into(),
         );
+    };
+    let batch: serde_json::Value = match batch {
+        Ok(batch) => batch,
+        Err(body) => {
+            let bytes = match read_body(body).await {
+                Ok(bytes) => bytes,
+                Err(BodyError::TooLarge) => {
+                    return (StatusCode::PAYLOAD_TOO_LARGE, "batch too large".into());
+                }
+                Err(BodyError::Unreadable) => {
+                    return (StatusCode::BAD_REQUEST, "unreadable body".into());
+                }
+            };
+            match serde_json::from_slice(&bytes) {
+                Ok(v) => v,
+                Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+            }
+        }
     };
     let events = batch
         .get("events")

@@ -276,7 +276,13 @@ impl Config {
                 "api-rate must be positive and api-burst at least 1".into(),
             ));
         }
-        let ms = |d: Option<Duration>, default: u64| d.map_or(default, |d| d.as_millis() as u64);
+        // Bounded below, so the durations fit in u64 milliseconds with room to add them to a
+        // timestamp.
+        let ms = |d: Option<Duration>, default: u64| {
+            d.map_or(default, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            })
+        };
         let config = Config {
             listen: args
                 .listen
@@ -358,6 +364,10 @@ impl Config {
                     .unwrap_or(Duration::from_secs(24 * 3600)),
             },
         };
+        if let Some(url) = &config.public_url {
+            check_public_url(url)?;
+        }
+        check_limits(&config.limits)?;
         if !config.account_id.chars().all(|c| c.is_ascii_digit()) || config.account_id.len() != 12 {
             return Err(ConfigError::Invalid(format!(
                 "account id must be 12 digits (got '{}')",
@@ -402,6 +412,70 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// `--public-url` becomes every URL in `MediaPlacement`, so a typo would only surface in the
+/// browser: it must be `http://` or `https://` with a host (an optional port and path prefix
+/// are fine), and nothing that cannot be the base of a URL (query, fragment, credentials).
+fn check_public_url(url: &str) -> Result<(), ConfigError> {
+    let invalid = |why: &str| {
+        ConfigError::Invalid(format!(
+            "public-url must be an http:// or https:// URL with a host, e.g. https://meet.example.com (got '{url}': {why})"
+        ))
+    };
+    let uri: axum::http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
+    if authority.host().is_empty() {
+        return Err(invalid("no host"));
+    }
+    if authority.as_str().contains('@') {
+        return Err(invalid("credentials are not allowed"));
+    }
+    if uri.query().is_some() || url.contains('#') {
+        return Err(invalid("a query or fragment is not allowed"));
+    }
+    Ok(())
+}
+
+/// Longest meeting timer accepted: a year. Longer would mean "never", which is not what
+/// these settings are for, and keeps the millisecond arithmetic far from overflowing.
+const MAX_TIMER: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Quotas and timers outside these bounds are refused at start-up rather than misbehaving
+/// later: zero would make every meeting full or end at once, and attendee counts above
+/// Chime's 250 (not adjustable at AWS) exceed what its clients are built for.
+fn check_limits(limits: &carillon_control::Limits) -> Result<(), ConfigError> {
+    let range = |name: &str, value: usize, max: usize| {
+        if (1..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "{name} must be between 1 and {max} (got {value})"
+            )))
+        }
+    };
+    range("max-active-meetings", limits.max_active_meetings, 100_000)?;
+    range("max-attendees", limits.max_attendees, 250)?;
+    range(
+        "high-resolution-max-attendees",
+        limits.high_resolution_max_attendees as usize,
+        250,
+    )?;
+    let max_ms = MAX_TIMER.as_millis() as u64;
+    for (name, value) in [
+        ("meeting-idle-timeout", limits.idle_timeout_ms),
+        ("meeting-max-duration", limits.max_duration_ms),
+    ] {
+        if !(1000..=max_ms).contains(&value) {
+            return Err(ConfigError::Invalid(format!(
+                "{name} must be between 1s and 366d (got {value} ms)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn load_file(path: &Path) -> Result<ServeArgs, ConfigError> {
@@ -467,6 +541,119 @@ mod tests {
         let c = Config::resolve(args, None).unwrap();
         assert_eq!(c.events.global_targets().len(), 3);
         assert_eq!(c.events.max_age, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn public_url_must_be_http_with_a_host() {
+        for good in [
+            "http://127.0.0.1:8080",
+            "https://meet.example.com",
+            "https://meet.example.com/",
+            "http://[::1]:8080",
+            "https://example.com/carillon",
+        ] {
+            let args = ServeArgs {
+                public_url: Some(good.into()),
+                ..Default::default()
+            };
+            assert!(Config::resolve(args, None).is_ok(), "{good}");
+        }
+        for bad in [
+            "meet.example.com",
+            "127.0.0.1:8080",
+            "ftp://meet.example.com",
+            "ws://meet.example.com",
+            "http://",
+            "https:///path",
+            "http://user:pw@meet.example.com",
+            "https://meet.example.com/?x=1",
+            "https://meet.example.com/#frag",
+            "http://meet example.com",
+            "",
+        ] {
+            let args = ServeArgs {
+                public_url: Some(bad.into()),
+                ..Default::default()
+            };
+            let err = Config::resolve(args, None).unwrap_err().to_string();
+            assert!(err.contains("public-url must be"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn quotas_and_timers_are_bounded() {
+        let check = |args: ServeArgs| Config::resolve(args, None).map(|c| c.limits);
+        for (args, name) in [
+            (
+                ServeArgs {
+                    max_attendees: Some(0),
+                    ..Default::default()
+                },
+                "max-attendees",
+            ),
+            (
+                ServeArgs {
+                    max_attendees: Some(251),
+                    ..Default::default()
+                },
+                "max-attendees",
+            ),
+            (
+                ServeArgs {
+                    high_resolution_max_attendees: Some(0),
+                    ..Default::default()
+                },
+                "high-resolution-max-attendees",
+            ),
+            (
+                ServeArgs {
+                    high_resolution_max_attendees: Some(251),
+                    ..Default::default()
+                },
+                "high-resolution-max-attendees",
+            ),
+            (
+                ServeArgs {
+                    max_active_meetings: Some(0),
+                    ..Default::default()
+                },
+                "max-active-meetings",
+            ),
+            (
+                ServeArgs {
+                    max_active_meetings: Some(100_001),
+                    ..Default::default()
+                },
+                "max-active-meetings",
+            ),
+            (
+                ServeArgs {
+                    meeting_idle_timeout: Some(Duration::ZERO),
+                    ..Default::default()
+                },
+                "meeting-idle-timeout",
+            ),
+            (
+                ServeArgs {
+                    meeting_max_duration: Some(Duration::from_secs(u64::MAX)),
+                    ..Default::default()
+                },
+                "meeting-max-duration",
+            ),
+        ] {
+            let err = check(args).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{name}: {err}");
+        }
+        let limits = check(ServeArgs {
+            max_attendees: Some(250),
+            high_resolution_max_attendees: Some(1),
+            max_active_meetings: Some(1),
+            meeting_idle_timeout: Some(Duration::from_secs(1)),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(limits.max_attendees, 250);
+        assert_eq!(limits.high_resolution_max_attendees, 1);
     }
 
     #[test]

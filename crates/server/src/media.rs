@@ -243,7 +243,7 @@ pub async fn apply_events(app: Arc<App>, mut events: mpsc::UnboundedReceiver<Med
             }
             crate::events::record_media_event(plane, &event, now);
         });
-        if let Err(e) = pending.finish(&app).await {
+        if let Err(e) = pending.finish().await {
             tracing::error!(error = %e, "store commit failed while recording a connection");
         }
     }

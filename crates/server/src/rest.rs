@@ -9,7 +9,8 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use carillon_api::{ApiError, Query, api_error, execute, parse_command, render, route};
+use carillon_api::transcription::summary as transcription_summary;
+use carillon_api::{ApiError, Query, Reply, api_error, execute, parse_command, render, route};
 use carillon_control::Caller;
 use carillon_sigv4::SignedRequest;
 use http_body_util::{BodyExt, Limited};
@@ -21,7 +22,7 @@ pub const MAX_BODY: usize = 1 << 20;
 
 pub async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     let request_id = new_request_id();
-    match serve(&app, request).await {
+    match serve(&app, request, &request_id).await {
         Ok((status, body)) => respond(status, body, &request_id, None),
         Err(error) => {
             if error.exception.status() >= 500 {
@@ -35,7 +36,7 @@ pub async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     }
 }
 
-async fn serve(app: &App, request: Request) -> Result<(u16, Vec<u8>), ApiError> {
+async fn serve(app: &App, request: Request, request_id: &str) -> Result<(u16, Vec<u8>), ApiError> {
     let (parts, body) = request.into_parts();
     if let Some(length) = parts.headers.get(header::CONTENT_LENGTH)
         && length
@@ -89,20 +90,65 @@ async fn serve(app: &App, request: Request) -> Result<(u16, Vec<u8>), ApiError> 
         }
     }
     let command = parse_command(route, &query, &body, app.validation)?;
+    if app.is_recovering() {
+        return Err(ApiError::unavailable(
+            "The service is recovering from a storage failure; retry later",
+            1,
+        ));
+    }
     let caller = Caller {
         region: verified.region,
     };
     let now = app.clock.now_ms();
     let (result, pending) = app.mutate(|plane| execute(plane, command, &caller, now));
-    if let Err(e) = pending.finish(app).await {
-        tracing::error!(error = %e, "store commit failed");
+    if let Err(e) = pending.finish().await {
+        tracing::error!(request_id, error = %e, "request not persisted");
         return Err(ApiError::unavailable(
             "The service could not persist the request; retry later",
             1,
         ));
     }
     let reply = result.map_err(|e| api_error(e, app.validation))?;
+    log_transcription(request_id, &reply);
     Ok(render(&reply, &app.placement))
+}
+
+/// Transcription state changes are logged once durable: there are no transcripts yet, so
+/// the log is where an operator sees what a meeting asked for.
+fn log_transcription(request_id: &str, reply: &Reply) {
+    match reply {
+        Reply::TranscriptionStarted {
+            meeting,
+            transcription,
+        } => tracing::info!(
+            request_id,
+            meeting = %meeting,
+            engine = ?transcription.engine,
+            region = %transcription.region,
+            settings = %transcription_summary(&transcription.configuration_json),
+            "transcription started"
+        ),
+        Reply::TranscriptionStopped {
+            meeting,
+            stopped: Some(stopped),
+        } => tracing::info!(
+            request_id,
+            meeting = %meeting,
+            engine = ?stopped.engine,
+            region = %stopped.region,
+            settings = %transcription_summary(&stopped.configuration_json),
+            "transcription stopped"
+        ),
+        Reply::TranscriptionStopped {
+            meeting,
+            stopped: None,
+        } => tracing::info!(
+            request_id,
+            meeting = %meeting,
+            "transcription stop requested; none was running"
+        ),
+        _ => {}
+    }
 }
 
 fn too_large() -> ApiError {

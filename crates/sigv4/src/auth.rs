@@ -101,11 +101,17 @@ pub(crate) fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV
     let credential = credential.ok_or_else(|| malformed("Credential", "is missing"))?;
     let signed_headers = signed_headers.ok_or_else(|| malformed("SignedHeaders", "is missing"))?;
     let signature = signature.ok_or_else(|| malformed("Signature", "is missing"))?;
+    // SigV4 defines the signature as lower-case hex; accepting upper case too would give one
+    // signature two spellings, so only the defined one is accepted.
     let mut decoded = [0u8; 32];
-    if signature.len() != 64 || hex::decode_to_slice(signature, &mut decoded).is_err() {
+    let lower_hex = signature
+        .bytes()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    if signature.len() != 64 || !lower_hex || hex::decode_to_slice(signature, &mut decoded).is_err()
+    {
         return Err(malformed(
             "Signature",
-            "must be 64 hexadecimal characters (the hex-encoded HMAC-SHA256)",
+            "must be 64 lower-case hexadecimal characters (the hex-encoded HMAC-SHA256)",
         ));
     }
     Ok(Authorization {
@@ -113,6 +119,34 @@ pub(crate) fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV
         signed_headers,
         signature: decoded,
     })
+}
+
+/// Longest region name accepted; real ones are at most 14 characters (`ap-southeast-4`,
+/// `us-gov-west-1`) and a little headroom keeps future ones in.
+const MAX_REGION_LEN: usize = 32;
+
+/// Whether `region` looks like an AWS region: `^[a-z]{2}(-[a-z]+)+-[0-9]+$`, at most
+/// [`MAX_REGION_LEN`] characters. Hand-rolled: a regex engine for one pattern is not worth it.
+pub(crate) fn is_plausible_region(region: &str) -> bool {
+    if region.len() > MAX_REGION_LEN {
+        return false;
+    }
+    let mut parts = region.split('-');
+    // Two lower-case letters, then at least one word of lower-case letters, then a number.
+    let prefix_ok = parts
+        .next()
+        .is_some_and(|p| p.len() == 2 && p.bytes().all(|c| c.is_ascii_lowercase()));
+    let rest: Vec<&str> = parts.collect();
+    let Some((number, words)) = rest.split_last() else {
+        return false;
+    };
+    prefix_ok
+        && !words.is_empty()
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|c| c.is_ascii_lowercase()))
+        && !number.is_empty()
+        && number.bytes().all(|c| c.is_ascii_digit())
 }
 
 /// Splits the `Credential` value into its five '/'-separated parts.
@@ -246,6 +280,54 @@ mod tests {
         for (v, part) in cases {
             assert_eq!(part_of(parse_authorization(&v).unwrap_err()), part, "{v}");
         }
+    }
+
+    #[test]
+    fn plausible_regions() {
+        for good in [
+            "us-east-1",
+            "us-gov-west-1",
+            "ap-southeast-4",
+            "eu-central-2",
+            "il-central-1",
+            "cn-northwest-1",
+            "us-test-0",
+        ] {
+            assert!(is_plausible_region(good), "{good}");
+        }
+        for bad in [
+            "",
+            "local",
+            "us-east",
+            "useast1",
+            "US-EAST-1",
+            "us-east-1a",
+            "u-east-1",
+            "use-east-1",
+            "us--1",
+            "us-east--1",
+            "us-east-1-",
+            "-us-east-1",
+            "us-east-x",
+            "us-east-١",
+            "us_east-1",
+            "us-east-1 ",
+            "us-ëast-1",
+            &format!("us-{}-1", "a".repeat(28)),
+        ] {
+            assert!(!is_plausible_region(bad), "{bad}");
+        }
+        assert!(is_plausible_region(&format!("us-{}-1", "a".repeat(27))));
+    }
+
+    #[test]
+    fn signature_must_be_lower_case_hex() {
+        let cred = "Credential=A/20150830/us-east-1/s/aws4_request";
+        let v = format!(
+            "AWS4-HMAC-SHA256 {cred}, SignedHeaders=host, Signature={}",
+            SIG.to_uppercase()
+        );
+        assert_eq!(part_of(parse_authorization(&v).unwrap_err()), "Signature");
     }
 
     #[test]

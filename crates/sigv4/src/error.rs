@@ -106,6 +106,17 @@ pub enum SigV4Error {
         expected: String,
     },
 
+    /// The region in the credential scope is not a plausible AWS region name.
+    #[error(
+        "credential scope region '{region}' is not a valid region: credentials should be \
+         scoped to a region such as us-east-1 (lower-case letters, dashes, a final number; at \
+         most 32 characters)"
+    )]
+    InvalidRegion {
+        /// The region received (truncated).
+        region: String,
+    },
+
     /// The credential scope does not end with `aws4_request`.
     #[error("credential scope terminator '{terminator}' is not 'aws4_request'")]
     WrongTerminator {

@@ -24,8 +24,10 @@
 //!
 //! Only header-based signing is supported: presigned URLs (`X-Amz-Signature` in the query),
 //! `UNSIGNED-PAYLOAD`, streaming (chunked) payloads and SigV4a are rejected with a specific
-//! [`SigV4Error`]. Any region in the credential scope is accepted and reported back in
-//! [`VerifiedRequest::region`]; the service must be the one the verifier was built for.
+//! [`SigV4Error`]. Any plausible region name in the credential scope (`us-east-1`,
+//! `us-gov-west-1`, `eu-central-2`...: `^[a-z]{2}(-[a-z]+)+-[0-9]+$`, at most 32 characters)
+//! is accepted and reported back in [`VerifiedRequest::region`]; the service must be the one
+//! the verifier was built for.
 //!
 //! `verify` never panics, whatever the input, and is cheap enough to run on every request:
 //! the canonical request is streamed into the hasher rather than built as a string, and
@@ -122,7 +124,7 @@ pub struct SignedRequest<'a> {
 pub struct VerifiedRequest {
     /// The access key id that signed the request.
     pub access_key_id: String,
-    /// The region from the credential scope (any region is accepted).
+    /// The region from the credential scope (any plausible region name is accepted).
     pub region: String,
     /// The `yyyymmdd` date of the credential scope.
     pub date: String,
@@ -208,6 +210,13 @@ impl Verifier {
             return Err(SigV4Error::WrongService {
                 service: echo(scope.service),
                 expected: self.service.to_string(),
+            });
+        }
+        // The region is recorded (Carillon puts it in meeting ARNs) and keys the signing-key
+        // cache, so only a plausible region name is accepted, as AWS does.
+        if !auth::is_plausible_region(scope.region) {
+            return Err(SigV4Error::InvalidRegion {
+                region: echo(scope.region),
             });
         }
 

@@ -595,7 +595,7 @@ fn signing_keys_are_cached_and_bounded() {
     // More regions than the cache holds, twice round, all still verify.
     for round in 0..2 {
         for i in 0..(MAX_CACHED_KEYS_PER_CREDENTIAL + 3) {
-            let region = format!("region-{i}");
+            let region = format!("us-test-{i}");
             let req = sdk_signed(
                 "GET",
                 "https://chime.example.com/meetings",
@@ -996,13 +996,19 @@ fn signature_mismatch() {
     for req in [body, method, path, query, host] {
         assert_eq!(verify_generic(&req), Err(SigV4Error::SignatureMismatch));
     }
-    // Upper-case hex is the same signature.
+    // SigV4 signatures are lower-case hex: the upper-case spelling is refused as malformed.
     let upper = vanilla(&authorization(
         VANILLA_CRED,
         "host;x-amz-date",
         &sig.to_uppercase(),
     ));
-    verify_generic(&upper).unwrap();
+    assert!(matches!(
+        verify_generic(&upper),
+        Err(SigV4Error::MalformedAuthorization {
+            part: "Signature",
+            ..
+        })
+    ));
 }
 
 #[test]

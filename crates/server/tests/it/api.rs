@@ -380,42 +380,115 @@ async fn every_operation_round_trips() {
 async fn create_meeting_with_attendees_and_idempotency() {
     let server = Server::start(&[]);
     let client = server.client();
-    let send = |token: &'static str, external: &'static str| {
-        client
+    let send = |token: &'static str, external: &'static str, users: &[&str]| {
+        let mut request = client
             .create_meeting_with_attendees()
             .client_request_token(token)
             .media_region("us-east-1")
-            .external_meeting_id(external)
-            .attendees(
+            .external_meeting_id(external);
+        for user in users {
+            request = request.attendees(
                 CreateAttendeeRequestItem::builder()
-                    .external_user_id("alice")
+                    .external_user_id(*user)
                     .build()
                     .unwrap(),
-            )
-            .attendees(
-                CreateAttendeeRequestItem::builder()
-                    .external_user_id("bob")
-                    .build()
-                    .unwrap(),
-            )
-            .attendees(
-                CreateAttendeeRequestItem::builder()
-                    .external_user_id("a")
-                    .build()
-                    .unwrap(),
-            )
-            .send()
+            );
+        }
+        request.send()
     };
-    let first = send("idem-1", "standup").await.unwrap();
+    let first = send("idem-1", "standup", &["alice", "bob", "a"])
+        .await
+        .unwrap();
     assert_eq!(first.attendees().len(), 2);
     assert_eq!(first.errors().len(), 1);
-    let again = send("idem-1", "standup").await.unwrap();
-    assert_eq!(
-        again.meeting().unwrap().meeting_id(),
-        first.meeting().unwrap().meeting_id()
-    );
+    let again = send("idem-1", "standup", &["alice", "bob", "a"])
+        .await
+        .unwrap();
+    let meeting_id = first.meeting().unwrap().meeting_id().unwrap();
+    assert_eq!(again.meeting().unwrap().meeting_id(), Some(meeting_id));
     assert_eq!(again.attendees(), first.attendees());
-    let conflict = send("idem-1", "another")
+    assert_eq!(again.errors(), first.errors());
+    let conflict = send("idem-1", "another", &["alice", "bob", "a"])
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(conflict.is_conflict_exception(), "{conflict:?}");
+
+    // The token covers the attendees too: other attendees (more, fewer, another order, other
+    // capabilities) are other parameters, and nobody is added to the meeting.
+    for users in [
+        &["alice", "bob", "a", "carol"][..],
+        &["alice", "bob"][..],
+        &["bob", "alice", "a"][..],
+    ] {
+        let conflict = send("idem-1", "standup", users)
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(conflict.is_conflict_exception(), "{users:?}: {conflict:?}");
+    }
+    let with_caps = client
+        .create_meeting_with_attendees()
+        .client_request_token("idem-1")
+        .media_region("us-east-1")
+        .external_meeting_id("standup")
+        .attendees(
+            CreateAttendeeRequestItem::builder()
+                .external_user_id("alice")
+                .capabilities(caps(
+                    MediaCapabilities::Receive,
+                    MediaCapabilities::Receive,
+                    MediaCapabilities::Receive,
+                ))
+                .build()
+                .unwrap(),
+        )
+        .attendees(
+            CreateAttendeeRequestItem::builder()
+                .external_user_id("bob")
+                .build()
+                .unwrap(),
+        )
+        .attendees(
+            CreateAttendeeRequestItem::builder()
+                .external_user_id("a")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(with_caps.is_conflict_exception(), "{with_caps:?}");
+    let listed = client
+        .list_attendees()
+        .meeting_id(meeting_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.attendees().len(), 2, "no duplicates, nobody added");
+
+    // A token is bound to the operation that first used it: CreateMeeting's token reused by
+    // CreateMeetingWithAttendees (with otherwise equal parameters) conflicts, and back.
+    client
+        .create_meeting()
+        .client_request_token("idem-2")
+        .media_region("us-east-1")
+        .external_meeting_id("plain")
+        .send()
+        .await
+        .unwrap();
+    let conflict = send("idem-2", "plain", &["alice"])
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(conflict.is_conflict_exception(), "{conflict:?}");
+    let conflict = client
+        .create_meeting()
+        .client_request_token("idem-1")
+        .media_region("us-east-1")
+        .external_meeting_id("standup")
+        .send()
         .await
         .unwrap_err()
         .into_service_error();
@@ -805,6 +878,43 @@ async fn tags_limits_and_unknown_resources() {
         .unwrap();
     assert_eq!(tags.tags().len(), 50);
     assert!(tags.tags().contains(&tag("k0", "new")));
+
+    // More than 50 in one request: TooManyTagsException (400) too, naming the resource, and
+    // nothing is applied.
+    let mut request = client.tag_resource().resource_arn(arn);
+    for i in 0..51 {
+        request = request.tags(tag(&format!("n{i}"), "v"));
+    }
+    let err = request.send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
+    let err = err.into_service_error();
+    assert!(err.is_too_many_tags_exception(), "{err:?}");
+    if let aws_sdk_chimesdkmeetings::operation::tag_resource::TagResourceError::TooManyTagsException(e) = &err {
+        assert_eq!(e.resource_name(), Some(arn));
+    }
+    let mut request = client
+        .create_meeting()
+        .media_region("us-east-1")
+        .external_meeting_id("overtagged");
+    for i in 0..51 {
+        request = request.tags(tag(&format!("n{i}"), "v"));
+    }
+    let err = request.send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
+    let raw_type = err
+        .raw_response()
+        .and_then(|r| r.headers().get("x-amzn-errortype"))
+        .map(str::to_owned);
+    // CreateMeeting does not declare TooManyTagsException, so the SDK reports it unmodeled;
+    // the wire says what it is.
+    assert_eq!(raw_type.as_deref(), Some("TooManyTagsException"));
+    let tags = client
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tags().len(), 50);
 
     let unknown =
         "arn:aws:chime:us-east-1:000000000000:meeting/00000000-0000-4000-8000-000000000000";

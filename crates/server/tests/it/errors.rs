@@ -1,7 +1,9 @@
 //! Every error class a client can provoke, as the SDK surfaces it.
 
 use aws_sdk_chimesdkmeetings::error::ProvideErrorMetadata;
-use aws_sdk_chimesdkmeetings::types::{AttendeeCapabilities, MediaCapabilities};
+use aws_sdk_chimesdkmeetings::types::{
+    AttendeeCapabilities, AttendeeFeatures, MediaCapabilities, MeetingFeaturesConfiguration,
+};
 
 use crate::harness::Server;
 
@@ -243,7 +245,40 @@ async fn authentication_failures_are_forbidden() {
         .unwrap_err();
     assert!(err.into_service_error().is_forbidden_exception());
 
-    // Any region is accepted and ends up in the meeting ARN.
+    // Only a plausible region can be the scope region (it goes into meeting ARNs): anything
+    // else is refused before the signature is even checked, with a message that says so.
+    let long = format!("us-{}-1", "x".repeat(40));
+    for region in [
+        "local",
+        "US-EAST-1",
+        "us-east",
+        "us-east-1a",
+        "eu-1",
+        long.as_str(),
+    ] {
+        let client = server.client_with("AKIDCARILLONDEV", "carillon-dev-secret", region);
+        let err = client
+            .create_meeting()
+            .media_region("us-east-1")
+            .external_meeting_id("bad-region")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.raw_response().map(|r| r.status().as_u16()),
+            Some(403),
+            "{region}"
+        );
+        let err = err.into_service_error();
+        assert!(err.is_forbidden_exception(), "{region}: {err:?}");
+        assert!(
+            err.message().unwrap().contains("not a valid region"),
+            "{region}: {:?}",
+            err.message()
+        );
+    }
+
+    // Any plausible region is accepted and ends up in the meeting ARN.
     let client = server.client_with("AKIDCARILLONDEV", "carillon-dev-secret", "ap-southeast-1");
     let meeting = client
         .create_meeting()
@@ -339,4 +374,71 @@ async fn validation_exception_mode() {
         .into_service_error();
     assert_eq!(err.meta().code(), Some("ValidationException"));
     assert!(err.message().unwrap().contains("MediaRegion"));
+}
+
+#[tokio::test]
+async fn max_count_cannot_exceed_the_configured_attendee_limit() {
+    let server = Server::start(&["--max-attendees", "10"]);
+    let client = server.client();
+    let create = |max_count: i32| {
+        client
+            .create_meeting()
+            .media_region("us-east-1")
+            .external_meeting_id("capped")
+            .meeting_features(
+                MeetingFeaturesConfiguration::builder()
+                    .attendee(AttendeeFeatures::builder().max_count(max_count).build())
+                    .build(),
+            )
+            .send()
+    };
+    let err = create(11).await.unwrap_err().into_service_error();
+    assert!(err.is_bad_request_exception(), "{err:?}");
+    let message = err.message().unwrap();
+    assert!(
+        message.contains("MaxCount") && message.contains("at most 10"),
+        "{message}"
+    );
+    // The model's own range still applies first.
+    let err = create(251).await.unwrap_err().into_service_error();
+    assert!(err.is_bad_request_exception(), "{err:?}");
+    create(10).await.unwrap();
+}
+
+#[tokio::test]
+async fn out_of_range_settings_refuse_to_start() {
+    for (args, expected) in [
+        (
+            &["--max-attendees", "0"][..],
+            "max-attendees must be between 1 and 250",
+        ),
+        (
+            &["--max-attendees", "251"][..],
+            "max-attendees must be between 1 and 250",
+        ),
+        (
+            &["--high-resolution-max-attendees", "300"][..],
+            "high-resolution-max-attendees must be between 1 and 250",
+        ),
+        (
+            &["--max-active-meetings", "0"][..],
+            "max-active-meetings must be between",
+        ),
+        (
+            &["--meeting-idle-timeout", "0s"][..],
+            "meeting-idle-timeout must be between",
+        ),
+        (
+            &["--public-url", "meet.example.com"][..],
+            "public-url must be an http:// or https:// URL",
+        ),
+        (
+            &["--public-url", "ftp://meet.example.com"][..],
+            "public-url must be",
+        ),
+        (&["--public-url", "https://"][..], "public-url must be"),
+    ] {
+        let stderr = Server::refuses_to_start(args);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
 }

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_chimesdkmeetings::Client;
@@ -20,6 +20,8 @@ pub struct Server {
     pub url: String,
     pub addr: String,
     pub media: String,
+    /// The server's log lines (ANSI colours removed), when started with `start_logged`.
+    logs: Option<Arc<Mutex<Vec<String>>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -38,6 +40,15 @@ impl Server {
     }
 
     pub fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(data_dir, args, env, false)
+    }
+
+    /// A server on `data_dir` logging at info level, its log kept for [`Server::wait_for_log`].
+    pub fn start_logged(data_dir: &Path, args: &[&str]) -> Server {
+        Server::launch(data_dir, args, &[("CARILLON_LOG", "info")], true)
+    }
+
+    fn launch(data_dir: &Path, args: &[&str], env: &[(&str, &str)], capture: bool) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_carillon"));
         command
             .arg("serve")
@@ -50,11 +61,26 @@ impl Server {
             .env_remove("CARILLON_CREDENTIALS")
             .env("CARILLON_LOG", "error")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(if capture {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
         for (k, v) in env {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("spawn carillon");
+        let logs = child.stderr.take().map(|stderr| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    sink.lock().unwrap().push(strip_ansi(&line));
+                }
+            });
+            lines
+        });
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -83,8 +109,50 @@ impl Server {
             addr: url.trim_start_matches("http://").to_owned(),
             url,
             media: media.expect("media line"),
+            logs,
             _tmp: None,
         }
+    }
+
+    /// Waits (up to 10 s) for a log line containing every one of `parts`; returns it.
+    pub fn wait_for_log(&self, parts: &[&str]) -> String {
+        let logs = self.logs.as_ref().expect("started with start_logged");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
+                return line.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no log line with {parts:?} in:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `carillon serve` with `args`, expecting it to refuse to start; returns its error
+    /// output.
+    pub fn refuses_to_start(args: &[&str]) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(env!("CARGO_BIN_EXE_carillon"))
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("CARILLON_CREDENTIALS")
+            .env("CARILLON_LOG", "error")
+            .output()
+            .expect("run carillon");
+        assert!(!output.status.success(), "started with {args:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
     /// The official SDK client, signing with the development pair, retries off.
@@ -308,6 +376,24 @@ impl RawResponse {
         assert!(!message.is_empty());
         message
     }
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... letter`) so log lines can be matched as text.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {

@@ -331,3 +331,84 @@ async fn maximum_duration() {
     server.advance_clock(10).await;
     assert!(client.get_meeting().meeting_id(id).send().await.is_err());
 }
+
+#[tokio::test]
+async fn transcription_state_is_logged_and_survives_restarts() {
+    use aws_sdk_chimesdkmeetings::types::{
+        EngineTranscribeMedicalSettings, TranscribeMedicalLanguageCode, TranscribeMedicalRegion,
+        TranscribeMedicalSpecialty, TranscribeMedicalType, TranscriptionConfiguration,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_logged(dir.path(), &[]);
+    let client = server.client();
+    let meeting_id = client
+        .create_meeting()
+        .media_region("eu-central-1")
+        .external_meeting_id("transcribed")
+        .send()
+        .await
+        .unwrap()
+        .meeting
+        .unwrap()
+        .meeting_id
+        .unwrap();
+    client
+        .start_meeting_transcription()
+        .meeting_id(&meeting_id)
+        .transcription_configuration(
+            TranscriptionConfiguration::builder()
+                .engine_transcribe_medical_settings(
+                    EngineTranscribeMedicalSettings::builder()
+                        .language_code(TranscribeMedicalLanguageCode::EnUs)
+                        .specialty(TranscribeMedicalSpecialty::Cardiology)
+                        .r#type(TranscribeMedicalType::Dictation)
+                        .region(TranscribeMedicalRegion::UsWest2)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // The start is logged with the meeting, the engine, the region and the settings.
+    server.wait_for_log(&[
+        "transcription started",
+        &meeting_id,
+        "TranscribeMedical",
+        "us-west-2",
+        "Specialty=CARDIOLOGY",
+    ]);
+
+    // A graceful restart, then a crash: the recorded state is still there, which the stop
+    // after them proves by logging what it stopped.
+    server.stop(false);
+    let server = Server::start_logged(dir.path(), &[]);
+    server.stop(true);
+    let server = Server::start_logged(dir.path(), &[]);
+    let client = server.client();
+    client
+        .stop_meeting_transcription()
+        .meeting_id(&meeting_id)
+        .send()
+        .await
+        .unwrap();
+    server.wait_for_log(&[
+        "transcription stopped",
+        &meeting_id,
+        "TranscribeMedical",
+        "us-west-2",
+        "Type=DICTATION",
+    ]);
+    // Stopped is persisted as well: after another restart nothing is running.
+    server.stop(false);
+    let server = Server::start_logged(dir.path(), &[]);
+    server
+        .client()
+        .stop_meeting_transcription()
+        .meeting_id(&meeting_id)
+        .send()
+        .await
+        .unwrap();
+    server.wait_for_log(&["none was running", &meeting_id]);
+}

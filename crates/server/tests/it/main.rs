@@ -8,3 +8,4 @@ mod events;
 mod lifecycle;
 mod media;
 mod raw_http;
+mod store_failure;

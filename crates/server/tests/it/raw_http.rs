@@ -240,6 +240,37 @@ async fn client_events_endpoint() {
             .unwrap()
             .contains("authorization")
     );
+    assert!(
+        preflight
+            .header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
+    // Whatever headers the browser asks for are echoed (the bearer token is what counts).
+    let asked = "authorization,content-type,x-amzn-trace-id,x-custom-header";
+    let preflight = server
+        .raw(
+            "OPTIONS",
+            "/v1/client-events",
+            &[
+                ("origin", "http://localhost:3000"),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", asked),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some(asked)
+    );
+    assert!(
+        preflight
+            .header("vary")
+            .unwrap()
+            .contains("Access-Control-Request-Headers")
+    );
     let batch = br#"{"metadata":{"meetingId":"m","attendeeId":"a","type":"Meet","v":1},"events":[{"type":"Meet","v":1,"payloads":[{"name":"meetingStartRequested","ts":1}]}]}"#;
     let bearer = format!("Bearer {token}");
     let ok = server
@@ -269,6 +300,26 @@ async fn client_events_endpoint() {
     assert_eq!(bad.status, 403);
     let missing = server.raw("POST", "/v1/client-events", &[], batch).await;
     assert_eq!(missing.status, 401);
+    // Authentication comes before the body: a bad body does not change the answer to an
+    // unauthenticated request, whatever it is.
+    let big = vec![b'x'; 2 << 20];
+    for body in [&b"{oops"[..], &b""[..], &big[..]] {
+        let missing = server.raw("POST", "/v1/client-events", &[], body).await;
+        assert_eq!(missing.status, 401, "{}", missing.text());
+        let bad = server
+            .raw(
+                "POST",
+                "/v1/client-events",
+                &[("authorization", "Bearer not-a-token")],
+                body,
+            )
+            .await;
+        assert_eq!(bad.status, 403, "{}", bad.text());
+        let beacon = server
+            .raw("POST", "/v1/client-events?beacon=1", &[], body)
+            .await;
+        assert_eq!(beacon.status, 401, "{}", beacon.text());
+    }
     let beacon = format!(r#"{{"authorization":"{token}","events":[]}}"#);
     let ok = server
         .raw("POST", "/v1/client-events?beacon=1", &[], beacon.as_bytes())
@@ -283,4 +334,49 @@ async fn client_events_endpoint() {
         )
         .await;
     assert_eq!(junk.status, 400);
+}
+
+#[tokio::test]
+async fn test_clock_refuses_out_of_range_input() {
+    let server = Server::start(&[]);
+    for body in [
+        r#"{"seconds":9223372036854775807}"#,
+        r#"{"seconds":-9223372036854775808}"#,
+        r#"{"seconds":-1}"#,
+        r#"{"seconds":99999999999999999999999}"#,
+        r#"{"seconds":1.5}"#,
+        r#"{"seconds":"60"}"#,
+        r#"{}"#,
+        "not json",
+    ] {
+        let response = server
+            .raw(
+                "POST",
+                "/_carillon/test/clock",
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(response.status, 400, "{body}: {}", response.text());
+        assert!(response.json()["message"].is_string(), "{body}");
+    }
+    // Large but valid steps add up until the total cap, then are refused; the server lives on.
+    let ten_years = r#"{"seconds":316224000}"#;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let response = server
+            .raw(
+                "POST",
+                "/_carillon/test/clock",
+                &[("content-type", "application/json")],
+                ten_years.as_bytes(),
+            )
+            .await;
+        statuses.push(response.status);
+    }
+    assert!(
+        statuses.contains(&200) && statuses.contains(&400),
+        "{statuses:?}"
+    );
+    assert_eq!(server.raw("GET", "/healthz", &[], b"").await.status, 200);
 }
