@@ -896,6 +896,14 @@ impl ControlPlane {
             .then(|| record.clone())
     }
 
+    /// How many attendees a live meeting may hold at once (`MaxCount`, bounded by the
+    /// configured limit).
+    pub fn attendee_capacity(&mut self, meeting: MeetingId, now: EpochMillis) -> Option<usize> {
+        let limits = self.limits.clone();
+        let live = self.live(meeting, now).ok()?;
+        Some(live.attendee_limit(&limits))
+    }
+
     /// Finds the attendee a join token belongs to, in whatever meeting.
     pub fn authenticate_any(&mut self, join_token: &str, now: EpochMillis) -> Option<Attendee> {
         let attendee = attendee_id_of_token(join_token)?;

@@ -91,6 +91,12 @@ impl Retention {
         });
     }
 
+    /// Whether any message is still within its lifetime (expired ones are dropped).
+    pub fn holds_messages(&mut self, now: Instant) -> bool {
+        self.messages.retain(|m| m.expires > now);
+        !self.messages.is_empty()
+    }
+
     /// Unexpired messages not sent by `receiver` (messages are never echoed to their sender).
     pub fn replay(&mut self, receiver: &str, now: Instant) -> Vec<SdkDataMessagePayload> {
         self.messages.retain(|m| m.expires > now);

@@ -58,6 +58,9 @@ pub struct EngineConfig {
     pub metadata_interval: Duration,
     /// Data messages per second and burst, per meeting.
     pub data_rate: (f64, u32),
+    /// A connection whose client sent no frame for this long is closed as dropped (clients
+    /// PING every 10 s; a vanished network otherwise leaves a half-open TCP connection).
+    pub client_silence_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -72,6 +75,7 @@ impl EngineConfig {
             reconnect_grace: Duration::from_secs(10),
             metadata_interval: Duration::from_millis(250),
             data_rate: (100.0, 200),
+            client_silence_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -139,6 +143,13 @@ enum Departure {
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 /// One mixed audio frame.
 const FRAME: Duration = Duration::from_millis(20);
+/// Recently deleted attendees remembered (see `Engine::deleted`).
+const DELETED_REMEMBERED: usize = 4096;
+/// How often connections are checked for silent clients.
+const LIVENESS_SWEEP: Duration = Duration::from_secs(5);
+/// Close code for a connection closed because its client went silent: the client reconnects
+/// on 4500–4599 if it is in fact still there.
+const SILENT_CLIENT_CLOSE: u16 = 4500;
 /// Due timeouts a peer's drain handles inline before leaving the rest to the timer heap.
 const MAX_IMMEDIATE_TIMEOUTS: u32 = 4;
 /// Recently ended meetings remembered, so a late WebSocket is told the meeting ended.
@@ -153,12 +164,17 @@ pub struct Engine {
     sessions: HashMap<SessionId, Session>,
     meetings: HashMap<MeetingId, Meeting>,
     ended: VecDeque<MeetingId>,
+    /// Recently deleted attendees, so a connection authenticated just before the deletion is
+    /// still refused.
+    deleted: VecDeque<(MeetingId, AttendeeId)>,
     by_addr: HashMap<SocketAddr, SessionId>,
     timers: BinaryHeap<Reverse<(Instant, SessionId)>>,
     outputs: VecDeque<Output>,
     rtc_events: VecDeque<(SessionId, Event)>,
     dirty: Vec<SessionId>,
     keyframe_requested: HashMap<SessionId, Instant>,
+    /// Next sweep for silent clients.
+    next_liveness: Instant,
 }
 
 impl Engine {
@@ -177,12 +193,14 @@ impl Engine {
             sessions: HashMap::new(),
             meetings: HashMap::new(),
             ended: VecDeque::new(),
+            deleted: VecDeque::new(),
             by_addr: HashMap::new(),
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             rtc_events: VecDeque::new(),
             dirty: Vec::new(),
             keyframe_requested: HashMap::new(),
+            next_liveness: now + LIVENESS_SWEEP,
         }
     }
 
@@ -198,6 +216,9 @@ impl Engine {
             self.base + Duration::from_secs(86_400 * 365),
             |Reverse((t, _))| *t,
         );
+        if !self.sessions.is_empty() {
+            next = next.min(self.next_liveness);
+        }
         for meeting in self.meetings.values() {
             // A replica mixes nothing: its connections hear the primary's mix.
             if !meeting.is_replica() && self.has_audience(meeting) {
@@ -227,6 +248,19 @@ impl Engine {
     pub fn open_session(&mut self, now: Instant, session: SessionId, participant: Participant) {
         let ended = self.ended.contains(&participant.meeting)
             || participant.primary.is_some_and(|p| self.ended.contains(&p));
+        let deleted = self
+            .deleted
+            .contains(&(participant.meeting, participant.key.attendee));
+        if deleted && !ended {
+            // DeleteAttendee arrived between authentication and here.
+            let ts = self.epoch_ms(now);
+            self.send(session, SdkSignalFrame::audio_status(ts, 411));
+            self.outputs.push_back(Output::Close {
+                session,
+                code: 4411,
+            });
+            return;
+        }
         if ended {
             // The meeting ended between authentication and here.
             let ts = self.epoch_ms(now);
@@ -237,7 +271,9 @@ impl Engine {
             });
             return;
         }
-        self.sessions.insert(session, Session::new(participant));
+        let mut state = Session::new(participant);
+        state.last_frame = Some(now);
+        self.sessions.insert(session, state);
     }
 
     /// The WebSocket of a session is gone (closed by the client or the network).
@@ -270,9 +306,10 @@ impl Engine {
 
     /// One frame received on a session's WebSocket.
     pub fn handle_frame(&mut self, now: Instant, sid: SessionId, frame: SdkSignalFrame) {
-        if !self.sessions.contains_key(&sid) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
             return;
-        }
+        };
+        session.last_frame = Some(now);
         match frame.frame_type() {
             Some(FrameType::Join) => {
                 if let Some(join) = frame.join {
@@ -330,6 +367,10 @@ impl Engine {
     /// DeleteAttendee: the attendee's connections get AUDIO_STATUS 411 and are closed; replica
     /// connections promoted as this attendee are demoted (PRIMARY_MEETING_LEAVE) and continue.
     pub fn attendee_deleted(&mut self, now: Instant, meeting_id: MeetingId, attendee: AttendeeId) {
+        if self.deleted.len() == DELETED_REMEMBERED {
+            self.deleted.pop_front();
+        }
+        self.deleted.push_back((meeting_id, attendee));
         let promoted: Vec<SessionId> = self
             .sessions
             .iter()
@@ -439,7 +480,7 @@ impl Engine {
             if let Some(p) = self.meetings.get_mut(&primary) {
                 p.replicas.remove(&meeting_id);
             }
-            self.forget_if_idle(primary);
+            self.forget_if_idle(primary, now);
         }
         self.settle(now);
     }
@@ -487,8 +528,8 @@ impl Engine {
                     .map(|p| p.audio_stream_id)
                 && !meeting.is_replica()
             {
-                if capabilities.audio.sends() {
-                    meeting.mixer.add_source(stream);
+                if Session::sends_audio(capabilities, acting.1) {
+                    meeting.mix_source(stream, acting.1);
                 } else {
                     meeting.mixer.remove_source(stream);
                 }
@@ -504,7 +545,8 @@ impl Engine {
     }
 
     /// The adapter accepted a promotion's credentials: the connection now acts in the primary
-    /// meeting as `attendee`.
+    /// meeting as `attendee`, unless the primary already holds `capacity` attendees or that
+    /// attendee is connected (409).
     pub fn promotion_authorized(
         &mut self,
         now: Instant,
@@ -512,6 +554,7 @@ impl Engine {
         attendee: AttendeeId,
         external_user_id: String,
         capabilities: Capabilities,
+        capacity: usize,
     ) {
         let ts = self.epoch_ms(now);
         let Some(session) = self.sessions.get(&sid).filter(|s| s.joined) else {
@@ -521,6 +564,7 @@ impl Engine {
             self.send(sid, SdkSignalFrame::primary_meeting_join_ack(ts, Some(403)));
             return;
         };
+        let muted = session.muted;
         if session.promoted.is_some() {
             self.demote(now, sid, false);
         }
@@ -529,7 +573,7 @@ impl Engine {
             content: false,
         };
         let meeting = self.meeting_mut(primary, None, now);
-        let full = meeting.attendee_count() >= meeting.limits.max_attendees;
+        let full = meeting.attendee_count() >= capacity.min(meeting.limits.max_attendees);
         if full || meeting.roster.contains_key(&key) {
             // At capacity, or that attendee is already connected to the primary.
             self.send(sid, SdkSignalFrame::primary_meeting_join_ack(ts, Some(409)));
@@ -542,14 +586,14 @@ impl Engine {
             Presence {
                 audio_stream_id: stream,
                 external_user_id: external_user_id.clone(),
-                muted: false,
+                muted,
                 session: Some(sid),
                 audio_session_id: None,
                 grace_until: None,
             },
         );
-        if capabilities.audio.sends() {
-            meeting.mixer.add_source(stream);
+        if Session::sends_audio(capabilities, key) {
+            meeting.mix_source(stream, key);
         }
         if let Some(session) = self.sessions.get_mut(&sid) {
             session.promoted = Some(Promotion {
@@ -565,7 +609,7 @@ impl Engine {
                 stream,
                 key.wire_id(),
                 external_user_id.clone(),
-                false,
+                muted,
             )]),
             now,
         );
@@ -665,7 +709,47 @@ impl Engine {
         for id in meetings {
             self.meeting_timers(now, id);
         }
+        if now >= self.next_liveness {
+            self.next_liveness = now + LIVENESS_SWEEP;
+            self.close_silent_clients(now);
+            let kept: Vec<MeetingId> = self
+                .meetings
+                .iter()
+                .filter(|(_, m)| m.sessions.is_empty() && m.roster.is_empty())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in kept {
+                self.forget_if_idle(id, now);
+            }
+        }
         self.settle(now);
+    }
+
+    /// Closes the connections of clients that stopped sending frames. The adapter then
+    /// reports them closed, which keeps their roster place for the reconnect grace period and
+    /// then reports them dropped.
+    fn close_silent_clients(&mut self, now: Instant) {
+        let limit = self.config.client_silence_timeout;
+        let silent: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.last_frame
+                    .is_some_and(|t| now.saturating_duration_since(t) >= limit)
+            })
+            .map(|(sid, _)| *sid)
+            .collect();
+        for sid in silent {
+            tracing::debug!(session = sid, "client silent: closing its connection");
+            if let Some(session) = self.sessions.get_mut(&sid) {
+                // Once: the adapter's close report follows.
+                session.last_frame = None;
+            }
+            self.outputs.push_back(Output::Close {
+                session: sid,
+                code: SILENT_CLIENT_CLOSE,
+            });
+        }
     }
 
     // ----- internals: delivery -----
@@ -844,17 +928,15 @@ impl Engine {
         if !session.receives_audio() {
             return;
         }
-        // A speaker in the mix hears the mix without themselves.
+        // A speaker in the mix hears the mix without themselves (and without their own
+        // content share's audio): the minus-one mix of their attendee's group.
         let own = session.acting().and_then(|a| {
             self.meetings
                 .get(&a.meeting)?
-                .roster
-                .get(&a.key)
-                .filter(|p| p.session == Some(sid))
-                .map(|p| p.audio_stream_id)
+                .audio_group_of(a.key.attendee)
         });
         let packet = own
-            .and_then(|id| minus_one.iter().find(|(s, _)| *s == id))
+            .and_then(|group| minus_one.iter().find(|(g, _)| *g == group))
             .map_or_else(|| shared.clone(), |(_, p)| p.clone());
         let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) else {
             return;
@@ -971,8 +1053,8 @@ impl Engine {
             }
         };
         let stream = meeting.stream_id_of(&key).expect("just inserted");
-        if participant.capabilities.audio.sends() && !meeting.is_replica() {
-            meeting.mixer.add_source(stream);
+        if Session::sends_audio(participant.capabilities, key) && !meeting.is_replica() {
+            meeting.mix_source(stream, key);
         }
         if let Some((old, same_device)) = superseded {
             // The same attendee on another connection: a reconnect of the same audio session
@@ -1122,15 +1204,20 @@ impl Engine {
             Departure::Dropped => MediaEventKind::AttendeeDropped,
         };
         self.event(kind, meeting_id, key, &presence.external_user_id);
-        self.forget_if_idle(meeting_id);
+        self.forget_if_idle(meeting_id, now);
     }
 
     /// Drops a meeting's state once nobody is connected to it or through it.
-    fn forget_if_idle(&mut self, meeting_id: MeetingId) {
-        let idle = self
-            .meetings
-            .get(&meeting_id)
-            .is_some_and(|m| m.roster.is_empty() && m.sessions.is_empty() && m.replicas.is_empty());
+    /// Drops the state of a meeting nobody is in any more — unless it still holds data
+    /// messages within their lifetime, which a late joiner must get (the liveness sweep
+    /// retries once they expire).
+    fn forget_if_idle(&mut self, meeting_id: MeetingId, now: Instant) {
+        let idle = self.meetings.get_mut(&meeting_id).is_some_and(|m| {
+            m.roster.is_empty()
+                && m.sessions.is_empty()
+                && m.replicas.is_empty()
+                && !m.retention.holds_messages(now)
+        });
         if idle
             && let Some(m) = self.meetings.remove(&meeting_id)
             && let Some(primary) = m.primary
@@ -1138,7 +1225,7 @@ impl Engine {
             if let Some(p) = self.meetings.get_mut(&primary) {
                 p.replicas.remove(&meeting_id);
             }
-            self.forget_if_idle(primary);
+            self.forget_if_idle(primary, now);
         }
     }
 
@@ -1179,11 +1266,15 @@ impl Engine {
         credentials: Option<SdkMeetingSessionCredentials>,
     ) {
         let ts = self.epoch_ms(now);
-        let Some(session) = self.sessions.get(&sid).filter(|s| s.joined) else {
+        let Some(session) = self.sessions.get(&sid) else {
             return;
         };
         match (session.participant.primary, credentials) {
-            (Some(primary), Some(credentials)) if !session.participant.key.content => {
+            // Before JOIN there is nothing to promote: refused, but answered (the client
+            // waits for the ack).
+            (Some(primary), Some(credentials))
+                if !session.participant.key.content && session.joined =>
+            {
                 self.outputs.push_back(Output::Authorize {
                     session: sid,
                     primary,
@@ -1196,11 +1287,12 @@ impl Engine {
     }
 
     fn on_mute(&mut self, sid: SessionId, muted: bool, now: Instant) {
-        let Some((meeting_id, key)) = self
-            .sessions
-            .get(&sid)
-            .and_then(|s| s.acting().map(|a| (a.meeting, a.key)))
-        else {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        // Remembered for a later promotion of a replica viewer.
+        session.muted = muted;
+        let Some((meeting_id, key)) = session.acting().map(|a| (a.meeting, a.key)) else {
             return;
         };
         let Some(presence) = self
@@ -1211,6 +1303,9 @@ impl Engine {
         else {
             return;
         };
+        if presence.muted == muted {
+            return;
+        }
         presence.muted = muted;
         let stream = presence.audio_stream_id;
         self.deliver(
@@ -1387,6 +1482,14 @@ impl Engine {
         if !session.joined {
             return reject(self, "SUBSCRIBE before JOIN");
         }
+        // The client reports its mute state on every SUBSCRIBE (AUDIO_CONTROL only for later
+        // changes): someone muted before the audio started must show as muted.
+        if let Some(muted) = sub.audio_muted {
+            self.on_mute(sid, muted, now);
+        }
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
         let Some(offer_text) = sub.sdp_offer.clone().filter(|s| !s.is_empty()) else {
             return reject(
                 self,
@@ -1744,7 +1847,7 @@ impl Engine {
         let (meeting_id, key, audio_sends) = (
             acting.meeting,
             acting.key,
-            acting.capabilities.audio.sends(),
+            Session::sends_audio(acting.capabilities, acting.key),
         );
         if Some(data.mid) == peer.audio_mid {
             if !audio_sends {

@@ -37,7 +37,8 @@ pub enum FeedItem {
         sender: Option<SessionId>,
     },
     /// One 20 ms frame of mixed audio: the shared packet, encoded once for every listener who
-    /// is not speaking, and the minus-one packets of the speakers in the mix (by stream id).
+    /// is not speaking, and the minus-one packets of the groups in the mix (by mixer group:
+    /// an attendee, its voice and its content share together).
     Audio {
         shared: Arc<[u8]>,
         minus_one: Vec<(u32, Arc<[u8]>)>,

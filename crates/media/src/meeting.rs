@@ -75,6 +75,9 @@ pub struct Meeting {
     pub sources: Vec<VideoSource>,
     /// Stable (stream id, group id) per participant, so a republish keeps its ids.
     video_ids: HashMap<ParticipantKey, (u32, u32)>,
+    /// The mixer group of each attendee: its voice and its content share's audio, which
+    /// neither of its connections hears.
+    audio_groups: HashMap<carillon_control::AttendeeId, u32>,
     next_video_id: u32,
     pub throttle: Throttle,
     pub retention: Retention,
@@ -107,6 +110,7 @@ impl Meeting {
             next_audio_stream_id: 1,
             sources: Vec::new(),
             video_ids: HashMap::new(),
+            audio_groups: HashMap::new(),
             next_video_id: 1,
             throttle: Throttle::new(data_rate.0, data_rate.1, now),
             retention: Retention::default(),
@@ -132,6 +136,24 @@ impl Meeting {
     }
 
     /// A fresh audio stream id (0 is reserved by the protocol).
+    /// The mixer group of an attendee (allocated on first use, stable for the meeting).
+    pub fn audio_group(&mut self, attendee: carillon_control::AttendeeId) -> u32 {
+        let next = self.audio_groups.len() as u32 + 1;
+        *self.audio_groups.entry(attendee).or_insert(next)
+    }
+
+    /// Registers the audio of a participant's connection with the mixer, in its attendee's
+    /// group.
+    pub fn mix_source(&mut self, stream: u32, key: ParticipantKey) {
+        let group = self.audio_group(key.attendee);
+        self.mixer.add_source_in_group(stream, group);
+    }
+
+    /// The mixer group of an attendee, if it has one.
+    pub fn audio_group_of(&self, attendee: carillon_control::AttendeeId) -> Option<u32> {
+        self.audio_groups.get(&attendee).copied()
+    }
+
     pub fn allocate_audio_stream_id(&mut self) -> u32 {
         let id = self.next_audio_stream_id;
         self.next_audio_stream_id += 1;

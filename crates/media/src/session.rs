@@ -57,6 +57,10 @@ pub struct Session {
     pub last_media: Option<Instant>,
     /// Set while a replica connection is promoted into the primary meeting.
     pub promoted: Option<Promotion>,
+    /// The client's mute state (AUDIO_CONTROL, SUBSCRIBE), also while it is not in a roster.
+    pub muted: bool,
+    /// When the client last sent a frame (it PINGs every 10 s): a silent client is gone.
+    pub last_frame: Option<Instant>,
 }
 
 impl Session {
@@ -69,6 +73,8 @@ impl Session {
             paused: HashSet::new(),
             last_media: None,
             promoted: None,
+            muted: false,
+            last_frame: None,
         }
     }
 
@@ -127,6 +133,16 @@ impl Session {
             caps.content.receives()
         } else {
             caps.video.receives()
+        }
+    }
+
+    /// True when this session's audio goes into the mix: a content share's audio is governed
+    /// by the Content capability, a connection's own by Audio.
+    pub fn sends_audio(capabilities: Capabilities, key: ParticipantKey) -> bool {
+        if key.content {
+            capabilities.content.sends()
+        } else {
+            capabilities.audio.sends()
         }
     }
 

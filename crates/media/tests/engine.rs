@@ -53,6 +53,8 @@ struct Sim {
     target: (MeetingId, Option<MeetingId>),
     next_session: u64,
     authorize: Vec<(u64, MeetingId, SdkMeetingSessionCredentials)>,
+    /// `audio_muted` of the SUBSCRIBE frames sent.
+    subscribe_muted: Option<bool>,
 }
 
 fn caps(audio: MediaCapability, video: MediaCapability, content: MediaCapability) -> Capabilities {
@@ -77,6 +79,7 @@ impl Sim {
             target: (meeting, None),
             next_session: 1,
             authorize: Vec::new(),
+            subscribe_muted: None,
         }
     }
 
@@ -248,6 +251,7 @@ impl Sim {
                 receive_stream_ids: ids,
                 sdp_offer: Some(offer.to_sdp_string()),
                 audio_host: Some("127.0.0.1:3478".into()),
+                audio_muted: self.subscribe_muted,
                 ..Default::default()
             }),
             ..SdkSignalFrame::new(FrameType::Subscribe, 0)
@@ -1240,6 +1244,7 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
         promoted,
         "viewer-1-promoted".into(),
         all(),
+        250,
     );
     sim.pump();
     let ack = sim
@@ -1295,6 +1300,7 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
         promoted,
         "viewer-1-promoted".into(),
         all(),
+        250,
     );
     sim.pump();
     assert!(names(&sim, a).contains(&"viewer-1-promoted".to_owned()));
@@ -1348,4 +1354,202 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
         );
     }
     assert_eq!(sim.engine.session_count(), 0);
+}
+
+#[test]
+fn the_mute_state_in_subscribe_is_seen_by_the_others() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    let b = sim.connect("bob", None, all());
+    sim.join(a);
+    sim.join(b);
+    // Alice muted before her audio started: only SUBSCRIBE says so.
+    sim.subscribe_muted = Some(true);
+    sim.subscribe(a, false, &[]);
+    let alice = attendee_of(&sim, a);
+    assert_eq!(sim.roster(b)[&alice], ("alice".to_owned(), true));
+    // An unchanged state is not broadcast again.
+    let before = sim.frames(b, FrameType::AudioStreamIdInfo).len();
+    sim.frame(
+        a,
+        SdkSignalFrame {
+            audio_control: Some(SdkAudioControlFrame { muted: Some(true) }),
+            ..SdkSignalFrame::new(FrameType::AudioControl, 0)
+        },
+    );
+    assert_eq!(sim.frames(b, FrameType::AudioStreamIdInfo).len(), before);
+}
+
+#[test]
+fn retained_data_messages_outlive_an_empty_meeting() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    sim.join(a);
+    let kept = SdkDataMessagePayload {
+        topic: Some("chat".into()),
+        data: Some(b"still here".to_vec()),
+        lifetime_ms: Some(60_000),
+        ..Default::default()
+    };
+    sim.frame(a, SdkSignalFrame::data_message(0, vec![kept]));
+    sim.frame(a, SdkSignalFrame::new(FrameType::Leave, 0));
+    let session = sim.clients[a].session;
+    sim.engine.close_session(sim.now, session);
+    // Nobody is in the meeting for 30 s; then Bob joins and still gets the message.
+    sim.run(Duration::from_secs(30));
+    let b = sim.connect("bob", None, all());
+    sim.join(b);
+    let replay = sim.frames(b, FrameType::DataMessage);
+    assert_eq!(replay.len(), 1);
+    assert_eq!(
+        replay[0].data_message.as_ref().unwrap().messages[0]
+            .data
+            .as_deref(),
+        Some(&b"still here"[..])
+    );
+    // Once the lifetime is over, the idle meeting is forgotten: nothing to replay.
+    sim.frame(b, SdkSignalFrame::new(FrameType::Leave, 0));
+    let session = sim.clients[b].session;
+    sim.engine.close_session(sim.now, session);
+    sim.run(Duration::from_secs(40));
+    let c = sim.connect("carol", None, all());
+    sim.join(c);
+    assert!(sim.frames(c, FrameType::DataMessage).is_empty());
+}
+
+#[test]
+fn a_connection_authenticated_before_its_attendee_was_deleted_is_refused() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    sim.join(a);
+    let ghost: AttendeeId = "00000000-0000-0000-0000-0000000000aa".parse().unwrap();
+    sim.engine.attendee_deleted(sim.now, sim.meeting, ghost);
+    let g = sim.connect_as(ghost, false, "ghost", None, all(), 77);
+    sim.pump();
+    let status = sim.frames(g, FrameType::AudioStatus);
+    assert_eq!(
+        status[0].audio_status.as_ref().unwrap().audio_status,
+        Some(411)
+    );
+    assert_eq!(sim.clients[g].closed, Some(4411));
+    assert!(!sim.roster(a).values().any(|(name, _)| name == "ghost"));
+}
+
+#[test]
+fn a_silent_client_is_closed_and_then_reported_dropped() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    let b = sim.connect("bob", None, all());
+    sim.join(a);
+    sim.join(b);
+    // Alice pings every 10 s like the browser; Bob's network vanished (no frames at all).
+    for i in 1..=5 {
+        sim.frame(a, SdkSignalFrame::ping(0, i));
+        sim.run(Duration::from_secs(10));
+    }
+    assert_eq!(sim.clients[a].closed, None);
+    assert_eq!(sim.clients[b].closed, Some(4500));
+    // The adapter reports the close; after the reconnect grace Bob is dropped.
+    let session = sim.clients[b].session;
+    sim.engine.close_session(sim.now, session);
+    sim.frame(a, SdkSignalFrame::ping(0, 6));
+    sim.run(Duration::from_secs(11));
+    let bob = attendee_of(&sim, b);
+    assert!(!sim.roster(a).contains_key(&bob));
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e.kind == MediaEventKind::AttendeeDropped)
+    );
+}
+
+#[test]
+fn a_sharer_does_not_hear_its_own_content_audio() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    let b = sim.connect("bob", Some(440.0), all());
+    let alice = sim.clients[a].key.attendee;
+    let share = sim.connect_as(alice, true, "alice#content", Some(660.0), all(), 9);
+    for c in [a, b, share] {
+        sim.join(c);
+        sim.subscribe(c, c == share, &[]);
+    }
+    sim.run(Duration::from_secs(2));
+    let tail = |sim: &Sim, c: usize| {
+        let heard = &sim.clients[c].heard;
+        heard[heard.len().saturating_sub(24_000)..].to_vec()
+    };
+    let (alice_hears, bob_hears) = (tail(&sim, a), tail(&sim, b));
+    assert!(
+        tone_power(&bob_hears, 660.0) > 100.0,
+        "the shared tab's audio is mixed"
+    );
+    assert!(tone_power(&alice_hears, 440.0) > 100.0);
+    assert!(
+        tone_power(&alice_hears, 660.0) * 10_000.0 < tone_power(&alice_hears, 440.0),
+        "the sharer hears everyone but its own shared tab"
+    );
+    // Content audio is governed by the Content capability.
+    let content_off = caps(
+        MediaCapability::SendReceive,
+        MediaCapability::SendReceive,
+        MediaCapability::None,
+    );
+    sim.engine
+        .capabilities_changed(sim.now, sim.meeting, alice, content_off);
+    sim.run(Duration::from_secs(1));
+    let bob_hears = tail(&sim, b);
+    assert!(
+        tone_power(&bob_hears[12_000..], 660.0) * 1_000.0
+            < tone_power(&bob_hears[12_000..], 440.0) + 1.0
+    );
+}
+
+#[test]
+fn promotion_is_refused_when_the_primary_is_full_or_the_attendee_is_there() {
+    let mut sim = Sim::new();
+    let primary = sim.meeting;
+    let a = sim.connect("alice", None, all());
+    let b = sim.connect("bob", None, all());
+    let replica: MeetingId = "5101582d-72d2-451b-8ac0-f0f127992713".parse().unwrap();
+    sim.target = (replica, Some(primary));
+    let r = sim.connect("viewer", None, all());
+    for c in [a, b, r] {
+        sim.join(c);
+    }
+    let session = sim.clients[r].session;
+    let last_ack = |sim: &Sim| {
+        sim.frames(r, FrameType::PrimaryMeetingJoinAck)
+            .last()
+            .and_then(|f| f.error.as_ref())
+            .and_then(|e| e.status)
+    };
+    let newcomer: AttendeeId = "00000000-0000-0000-0000-0000000000f1".parse().unwrap();
+    // The primary holds two attendees and may hold two.
+    sim.engine
+        .promotion_authorized(sim.now, session, newcomer, "new".into(), all(), 2);
+    sim.pump();
+    assert_eq!(last_ack(&sim), Some(409));
+    // Alice's own credentials while Alice is connected.
+    let alice = sim.clients[a].key.attendee;
+    sim.engine
+        .promotion_authorized(sim.now, session, alice, "alice".into(), all(), 250);
+    sim.pump();
+    assert_eq!(last_ack(&sim), Some(409));
+    // Room for one more: accepted; then the viewer's connection drops, which demotes it.
+    sim.engine
+        .promotion_authorized(sim.now, session, newcomer, "new".into(), all(), 3);
+    sim.pump();
+    assert_eq!(last_ack(&sim), None);
+    assert!(sim.roster(a).values().any(|(name, _)| name == "new"));
+    sim.engine.close_session(sim.now, session);
+    sim.pump();
+    assert!(!sim.roster(a).values().any(|(name, _)| name == "new"));
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e.kind == MediaEventKind::AttendeeLeft
+                && e.meeting == primary
+                && e.attendee == newcomer)
+    );
 }

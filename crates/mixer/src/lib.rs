@@ -164,13 +164,16 @@ pub struct MixFrame {
     pub shared: Vec<u8>,
     /// The sources in this frame's mix (at most `top_k`), loudest first.
     pub mixed: Vec<SourceId>,
-    /// For each mixed source: the Opus packet of the mix without that source.
+    /// For each group with a mixed source: the Opus packet of the mix without that group's
+    /// sources (a source added with [`Mixer::add_source`] is a group of its own, named by its
+    /// id).
     pub minus_one: Vec<(SourceId, Vec<u8>)>,
 }
 
 impl MixFrame {
-    /// The packet to send to `listener`: its minus-one mix if it is mixed, else `shared`.
-    /// (An empty packet means encoding failed; send nothing this frame.)
+    /// The packet to send to a listener of group `listener`: its minus-one mix if the group
+    /// is mixed, else `shared`. (An empty packet means encoding failed; send nothing this
+    /// frame.)
     pub fn for_listener(&self, listener: SourceId) -> &[u8] {
         self.minus_one
             .iter()
@@ -186,6 +189,8 @@ impl MixFrame {
 
 struct Source {
     id: SourceId,
+    /// Listeners of this group never hear it (an attendee and its content share).
+    group: SourceId,
     jb: JitterBuffer,
     decoder: Option<Decoder>,
     /// Decoded samples beyond the current frame (packets longer than a frame).
@@ -210,9 +215,10 @@ struct Source {
 }
 
 impl Source {
-    fn new(id: SourceId, cfg: &MixerConfig, frame: usize) -> Source {
+    fn new(id: SourceId, group: SourceId, cfg: &MixerConfig, frame: usize) -> Source {
         Source {
             id,
+            group,
             jb: JitterBuffer::new(
                 frame as u32,
                 Playout {
@@ -378,6 +384,8 @@ pub struct Mixer {
     spare_packets: Vec<Vec<u8>>,
     frame: MixFrame,
     last_now: Option<Instant>,
+    /// Groups with a mixed source in the current tick (scratch).
+    groups: Vec<SourceId>,
     /// When the latest tick ran, to tell how close a packet arrives to the next one.
     last_tick: Option<Instant>,
     /// One tick.
@@ -446,6 +454,7 @@ impl Mixer {
                 minus_one: Vec::with_capacity(config.top_k),
             },
             last_now: None,
+            groups: Vec::with_capacity(config.top_k),
             last_tick: None,
             frame_dur: Duration::from_millis(u64::from(config.frame_ms)),
             cfg: config,
@@ -457,15 +466,22 @@ impl Mixer {
     }
 
     /// Registers a sender that may be mixed (an attendee allowed to send audio, a content
-    /// share). Adding a known id does nothing.
+    /// share), in a group of its own. Adding a known id does nothing.
     pub fn add_source(&mut self, id: SourceId) {
+        self.add_source_in_group(id, id);
+    }
+
+    /// Registers a sender in `group`: a listener of that group hears the mix without every
+    /// source of the group (an attendee's voice and the audio of its content share). Adding a
+    /// known id does nothing.
+    pub fn add_source_in_group(&mut self, id: SourceId, group: SourceId) {
         if self.index.contains_key(&id) {
             return;
         }
-        tracing::debug!(source = id, "mixer: source added");
+        tracing::debug!(source = id, group, "mixer: source added");
         self.index.insert(id, self.sources.len());
         self.sources
-            .push(Source::new(id, &self.cfg, self.frame_len));
+            .push(Source::new(id, group, &self.cfg, self.frame_len));
     }
 
     /// Forgets a sender: it is never mixed again (until added anew), and its packets are
@@ -484,7 +500,10 @@ impl Mixer {
             self.spare_decoders.push(decoder);
             self.spare_decoders.truncate(self.cfg.top_k * 2);
         }
-        if let Some(pos) = self.minus_one_encoders.iter().position(|e| e.id == id) {
+        let group = source.group;
+        let group_left = self.sources.iter().any(|s| s.group == group);
+        if !group_left && let Some(pos) = self.minus_one_encoders.iter().position(|e| e.id == group)
+        {
             let e = self.minus_one_encoders.swap_remove(pos);
             self.recycle_encoder(e.encoder);
         }
@@ -740,6 +759,7 @@ impl Mixer {
             minus_one_encoders,
             spare_encoders,
             spare_packets,
+            groups,
             ..
         } = self;
 
@@ -758,12 +778,19 @@ impl Mixer {
         frame
             .mixed
             .extend(selection.iter().map(|&(_, i)| sources[i].id));
-        while frame.minus_one.len() > selection.len() {
+        // One minus-one mix per group with a mixed source, in selection order.
+        groups.clear();
+        for &(_, i) in selection.iter() {
+            if !groups.contains(&sources[i].group) {
+                groups.push(sources[i].group);
+            }
+        }
+        while frame.minus_one.len() > groups.len() {
             if let Some((_, buf)) = frame.minus_one.pop() {
                 spare_packets.push(buf);
             }
         }
-        while frame.minus_one.len() < selection.len() {
+        while frame.minus_one.len() < groups.len() {
             let buf = spare_packets
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(MAX_OPUS_PACKET));
@@ -773,10 +800,9 @@ impl Mixer {
         for e in minus_one_encoders.iter_mut() {
             e.idle = e.idle.saturating_add(1);
         }
-        for ((id, packet), &(_, i)) in frame.minus_one.iter_mut().zip(selection.iter()) {
-            let source = &sources[i];
-            *id = source.id;
-            let pos = match minus_one_encoders.iter().position(|e| e.id == source.id) {
+        for ((id, packet), &group) in frame.minus_one.iter_mut().zip(groups.iter()) {
+            *id = group;
+            let pos = match minus_one_encoders.iter().position(|e| e.id == group) {
                 Some(pos) => pos,
                 None => {
                     let encoder = match spare_encoders.pop() {
@@ -789,14 +815,14 @@ impl Mixer {
                     match encoder {
                         Ok(encoder) => {
                             minus_one_encoders.push(MinusOneEncoder {
-                                id: source.id,
+                                id: group,
                                 encoder,
                                 idle: 0,
                             });
                             minus_one_encoders.len() - 1
                         }
                         Err(e) => {
-                            tracing::warn!(source = source.id, error = %e, "mixer: no minus-one encoder");
+                            tracing::warn!(group, error = %e, "mixer: no minus-one encoder");
                             packet.clear();
                             continue;
                         }
@@ -805,8 +831,17 @@ impl Mixer {
             };
             let e = &mut minus_one_encoders[pos];
             e.idle = 0;
-            for ((c, t), x) in clipped.iter_mut().zip(total.iter()).zip(&source.frame) {
-                *c = dsp::soft_clip(*t - *x);
+            clipped.copy_from_slice(total);
+            for &(_, i) in selection
+                .iter()
+                .filter(|&&(_, i)| sources[i].group == group)
+            {
+                for (c, x) in clipped.iter_mut().zip(&sources[i].frame) {
+                    *c -= *x;
+                }
+            }
+            for c in clipped.iter_mut() {
+                *c = dsp::soft_clip(*c);
             }
             encode(&e.encoder, clipped, packet);
         }

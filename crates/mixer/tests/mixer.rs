@@ -369,6 +369,49 @@ fn muted_sources_are_never_mixed_and_silence_is_still_sent() {
 }
 
 #[test]
+fn a_group_never_hears_any_of_its_sources() {
+    // Attendee 1 speaks (440 Hz) and shares a tab with sound (660 Hz, source 2 in group 1);
+    // attendee 3 speaks at 880 Hz.
+    let t0 = Instant::now();
+    let mut m = mixer(MixerConfig::default());
+    let mut speakers = [
+        Speaker::new(1, 440.0, 0.2, 1000),
+        Speaker::new(2, 660.0, 0.15, 40),
+        Speaker::new(3, 880.0, 0.1, 77),
+    ];
+    m.add_source(1);
+    m.add_source_in_group(2, 1);
+    m.add_source(3);
+    let (mut group1, mut group3) = (Ear::new(), Ear::new());
+    for tick in 0..60 {
+        let now = at(t0, tick);
+        for s in &mut speakers {
+            s.speak(&mut m, now);
+        }
+        let frame = m.tick(now);
+        if tick >= 3 {
+            assert_eq!(mixed_set(frame), HashSet::from([1, 2, 3]), "tick {tick}");
+            let groups: HashSet<SourceId> = frame.minus_one.iter().map(|(g, _)| *g).collect();
+            assert_eq!(groups, HashSet::from([1, 3]), "one minus mix per group");
+        }
+        group1.hear(frame.for_listener(1));
+        group3.hear(frame.for_listener(3));
+    }
+    assert!(group1.amp(880.0, 20) > 0.05);
+    assert!(
+        group1.amp(440.0, 20) < 0.01,
+        "the sharer does not hear itself"
+    );
+    assert!(group1.amp(660.0, 20) < 0.01, "nor its own shared tab");
+    assert!(group3.amp(440.0, 20) > 0.1 && group3.amp(660.0, 20) > 0.07);
+    assert!(group3.amp(880.0, 20) < 0.01);
+    // Removing the content source keeps the attendee's own minus-one mix going.
+    m.remove_source(2);
+    let frame = m.tick(at(t0, 60));
+    assert!(frame.minus_one.iter().any(|(g, _)| *g == 1));
+}
+
+#[test]
 fn jitter_buffer_absorbs_reordering_duplicates_and_loss() {
     let jitter = 2;
     let t0 = Instant::now();

@@ -333,6 +333,7 @@ impl Node {
         engine.max_video_publishers = config.media.max_video_publishers;
         engine.mixer.top_k = config.media.mixer_top_k;
         engine.reconnect_grace = config.media.reconnect_grace;
+        engine.max_attendees = config.limits.max_attendees;
         let (media, media_upcalls) =
             crate::media::start(media_udp, engine).map_err(|e| StartError::Bind(media_addr, e))?;
         let (commits, verifier_queue) = mpsc::unbounded_channel();

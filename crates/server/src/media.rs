@@ -42,7 +42,8 @@ enum Command {
     /// The control plane's answer to a promotion request.
     Promotion {
         session: SessionId,
-        result: Result<Participant, u32>,
+        /// The promoted participant and the primary's attendee capacity, or a status.
+        result: Result<(Participant, usize), u32>,
     },
 }
 
@@ -160,12 +161,13 @@ async fn run(
                         engine.close_session(now, session);
                     }
                     Command::Promotion { session, result } => match result {
-                        Ok(p) => engine.promotion_authorized(
+                        Ok((p, capacity)) => engine.promotion_authorized(
                             now,
                             session,
                             p.key.attendee,
                             p.external_user_id,
                             p.capabilities,
+                            capacity,
                         ),
                         Err(status) => engine.promotion_refused(now, session, status),
                     },
@@ -347,20 +349,29 @@ pub async fn authorize_promotions(
         let now = app.clock.now_ms();
         let token = request.credentials.join_token.clone().unwrap_or_default();
         let claimed = request.credentials.attendee_id.clone().unwrap_or_default();
-        let attendee = app.plane().authenticate(request.primary, &token, now);
-        let result = match attendee {
-            Some(a) if a.id.to_string().eq_ignore_ascii_case(&claimed) => {
+        let (attendee, capacity) = {
+            let mut plane = app.plane();
+            (
+                plane.authenticate(request.primary, &token, now),
+                plane.attendee_capacity(request.primary, now),
+            )
+        };
+        let result = match (attendee, capacity) {
+            (Some(a), Some(capacity)) if a.id.to_string().eq_ignore_ascii_case(&claimed) => {
                 crate::events::authorized(&app, request.primary, &a, false);
-                Ok(Participant {
-                    meeting: request.primary,
-                    key: ParticipantKey {
-                        attendee: a.id,
-                        content: false,
+                Ok((
+                    Participant {
+                        meeting: request.primary,
+                        key: ParticipantKey {
+                            attendee: a.id,
+                            content: false,
+                        },
+                        external_user_id: a.external_user_id,
+                        capabilities: a.capabilities,
+                        primary: None,
                     },
-                    external_user_id: a.external_user_id,
-                    capabilities: a.capabilities,
-                    primary: None,
-                })
+                    capacity,
+                ))
             }
             _ => Err(403),
         };
