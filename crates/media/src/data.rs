@@ -78,10 +78,18 @@ pub struct Retention {
 impl Retention {
     /// Keeps a stamped message if it asked for a lifetime.
     pub fn keep(&mut self, message: &SdkDataMessagePayload, now: Instant) {
-        let lifetime = match message.lifetime_ms {
-            Some(ms) if ms > 0 => Duration::from_millis(u64::from(ms)).min(MAX_RETENTION),
-            _ => return,
-        };
+        if let Some(ms) = message.lifetime_ms {
+            self.keep_for(message, ms, now);
+        }
+    }
+
+    /// Keeps a stamped message for `remaining_ms` (a message already kept elsewhere for part
+    /// of its lifetime: a feed snapshot).
+    pub fn keep_for(&mut self, message: &SdkDataMessagePayload, remaining_ms: u32, now: Instant) {
+        if remaining_ms == 0 {
+            return;
+        }
+        let lifetime = Duration::from_millis(u64::from(remaining_ms)).min(MAX_RETENTION);
         if self.messages.len() == MAX_RETAINED {
             self.messages.pop_front();
         }
@@ -89,6 +97,18 @@ impl Retention {
             message: message.clone(),
             expires: now + lifetime,
         });
+    }
+
+    /// Every message still within its lifetime, with the milliseconds it has left.
+    pub fn snapshot(&mut self, now: Instant) -> Vec<(SdkDataMessagePayload, u32)> {
+        self.messages.retain(|m| m.expires > now);
+        self.messages
+            .iter()
+            .map(|m| {
+                let left = m.expires.saturating_duration_since(now).as_millis();
+                (m.message.clone(), u32::try_from(left).unwrap_or(u32::MAX).max(1))
+            })
+            .collect()
     }
 
     /// Whether any message is still within its lifetime (expired ones are dropped).

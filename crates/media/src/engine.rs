@@ -33,7 +33,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 
 use crate::data;
-use crate::feed::{FeedItem, VideoFrame};
+use crate::feed::{FeedItem, FeedMirror, FeedRequest, FeedSnapshot, VideoCodec, VideoFrame};
 use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence};
 use crate::sdp::{self, Direction, OfferLayout};
 use crate::session::{Participant, Peer, Promotion, Session, SessionId};
@@ -175,6 +175,9 @@ pub struct Engine {
     keyframe_requested: HashMap<SessionId, Instant>,
     /// Next sweep for silent clients.
     next_liveness: Instant,
+    /// Reused lists for fan-out (no allocation per packet).
+    scratch_sessions: Vec<SessionId>,
+    scratch_meetings: Vec<MeetingId>,
 }
 
 impl Engine {
@@ -201,6 +204,8 @@ impl Engine {
             dirty: Vec::new(),
             keyframe_requested: HashMap::new(),
             next_liveness: now + LIVENESS_SWEEP,
+            scratch_sessions: Vec::new(),
+            scratch_meetings: Vec::new(),
         }
     }
 
@@ -603,7 +608,7 @@ impl Engine {
             });
         }
         self.send(sid, SdkSignalFrame::primary_meeting_join_ack(ts, None));
-        self.deliver(
+        self.publish(
             primary,
             FeedItem::Roster(vec![SdkAudioStreamIdInfo::present(
                 stream,
@@ -788,7 +793,8 @@ impl Engine {
         }));
     }
 
-    /// The meeting, created on first use (a replica's primary may have no connection yet).
+    /// The meeting, created on first use (a replica's primary may have no connection yet). A
+    /// replica subscribes to its primary's feed when it is created.
     fn meeting_mut(
         &mut self,
         id: MeetingId,
@@ -801,7 +807,7 @@ impl Engine {
                 max_content_shares: self.config.max_content_shares,
                 max_attendees: self.config.max_attendees,
             };
-            let meeting = Meeting::new(
+            let mut meeting = Meeting::new(
                 id,
                 limits,
                 self.config.mixer.clone(),
@@ -809,12 +815,30 @@ impl Engine {
                 primary,
                 now,
             );
+            if let Some(primary) = primary {
+                let snapshot = self.subscribe_feed(primary, id, now);
+                meeting.mirror = Some(FeedMirror::new(snapshot, now));
+            }
             self.meetings.insert(id, meeting);
         }
-        if let Some(primary) = primary {
-            self.meeting_mut(primary, None, now).replicas.insert(id);
-        }
         self.meetings.get_mut(&id).expect("inserted above")
+    }
+
+    // ----- the feed (see feed.rs) -----
+
+    /// A replica subscribes to its primary's feed: from now on it gets every item the
+    /// primary publishes, after this snapshot.
+    fn subscribe_feed(&mut self, primary: MeetingId, replica: MeetingId, now: Instant) -> FeedSnapshot {
+        let primary = self.meeting_mut(primary, None, now);
+        primary.replicas.insert(replica);
+        primary.snapshot(now)
+    }
+
+    /// What a replica asks of its primary.
+    fn feed_request(&mut self, primary: MeetingId, request: FeedRequest, now: Instant) {
+        match request {
+            FeedRequest::Keyframe { stream } => self.request_keyframe(primary, stream, now, false),
+        }
     }
 
     /// Whether anyone listens to a meeting's feed (its own or its replicas' connections).
@@ -826,36 +850,76 @@ impl Engine {
                 .any(|r| self.meetings.get(r).is_some_and(|m| !m.sessions.is_empty()))
     }
 
-    /// Joined connections that receive a meeting's feed: its own, then its replicas'.
-    fn audience(&self, meeting_id: MeetingId) -> Vec<SessionId> {
+    /// Publishes an item of a meeting's feed: to its own connections and to every replica
+    /// subscribed to it. A replica's own broadcasts go nowhere: its attendees are invisible.
+    fn publish(&mut self, meeting_id: MeetingId, item: FeedItem, now: Instant) {
         let Some(meeting) = self.meetings.get(&meeting_id) else {
-            return Vec::new();
+            return;
         };
-        let mut out: Vec<SessionId> = meeting.sessions.iter().copied().collect();
-        out.sort_unstable();
-        for replica in &meeting.replicas {
-            if let Some(r) = self.meetings.get(replica) {
-                let mut theirs: Vec<SessionId> = r.sessions.iter().copied().collect();
-                theirs.sort_unstable();
-                out.extend(theirs);
-            }
-        }
-        out.retain(|sid| self.sessions.get(sid).is_some_and(|s| s.joined));
-        out
-    }
-
-    /// Delivers a feed item to every connection that receives this meeting. A replica's own
-    /// broadcasts go nowhere: its attendees are invisible.
-    fn deliver(&mut self, meeting_id: MeetingId, item: FeedItem, now: Instant) {
-        if self
-            .meetings
-            .get(&meeting_id)
-            .is_none_or(|m| m.is_replica())
-        {
+        if meeting.is_replica() {
             return;
         }
-        for sid in self.audience(meeting_id) {
-            self.apply(sid, &item, now);
+        let mut replicas = std::mem::take(&mut self.scratch_meetings);
+        replicas.clear();
+        replicas.extend(meeting.replicas.iter().copied());
+        self.fan_out(meeting_id, &item, now);
+        for &replica in &replicas {
+            self.on_feed(replica, &item, now);
+        }
+        self.scratch_meetings = replicas;
+    }
+
+    /// A replica receives one item of its primary's feed: its mirror follows, and its
+    /// connections get the item.
+    fn on_feed(&mut self, replica: MeetingId, item: &FeedItem, now: Instant) {
+        if let Some(mirror) = self
+            .meetings
+            .get_mut(&replica)
+            .and_then(|m| m.mirror.as_mut())
+        {
+            mirror.apply(item, now);
+        }
+        self.fan_out(replica, item, now);
+    }
+
+    /// Hands an item to every joined connection of one meeting.
+    fn fan_out(&mut self, meeting_id: MeetingId, item: &FeedItem, now: Instant) {
+        let Some(meeting) = self.meetings.get(&meeting_id) else {
+            return;
+        };
+        let mut sessions = std::mem::take(&mut self.scratch_sessions);
+        sessions.clear();
+        sessions.extend(meeting.sessions.iter().copied());
+        for &sid in &sessions {
+            if self.sessions.get(&sid).is_some_and(|s| s.joined) {
+                self.apply(sid, item, now);
+            }
+        }
+        self.scratch_sessions = sessions;
+    }
+
+    /// The participant publishing `stream` in what a session receives: its own meeting's
+    /// index, or for a replica connection the mirror of its primary's.
+    fn video_publisher(&self, session: &Session, stream: u32) -> Option<ParticipantKey> {
+        let meeting = self.meetings.get(&session.participant.meeting)?;
+        match &meeting.mirror {
+            Some(mirror) => mirror.index().publisher_of(stream),
+            None => meeting.source(stream).map(|s| s.key),
+        }
+    }
+
+    /// A receiver needs a keyframe of `stream`: from its own meeting's publisher, or through
+    /// the feed from its primary's.
+    fn want_keyframe(&mut self, sid: SessionId, stream: u32, now: Instant, force: bool) {
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
+        match session.participant.primary {
+            Some(primary) => self.feed_request(primary, FeedRequest::Keyframe { stream }, now),
+            None => {
+                let meeting = session.participant.meeting;
+                self.request_keyframe(meeting, stream, now, force);
+            }
         }
     }
 
@@ -869,11 +933,7 @@ impl Engine {
                     SdkSignalFrame::audio_stream_id_info(ts, entries.clone()),
                 );
             }
-            FeedItem::Index {
-                frame,
-                room_for_camera,
-                room_for_content,
-            } => {
+            FeedItem::Index(index) => {
                 let Some(session) = self.sessions.get(&sid) else {
                     return;
                 };
@@ -881,18 +941,19 @@ impl Engine {
                     None => true,
                     Some(a) => {
                         let room = if a.key.content {
-                            *room_for_content
+                            index.room_for_content
                         } else {
-                            *room_for_camera
+                            index.room_for_camera
                         };
-                        let publishing = frame
+                        let publishing = index
+                            .frame
                             .sources
                             .iter()
                             .any(|s| s.attendee_id.as_deref() == Some(&a.key.wire_id()));
                         !(session.may_send_video() && (publishing || room))
                     }
                 };
-                let mut frame = frame.clone();
+                let mut frame = index.frame.clone();
                 frame.at_capacity = Some(at_capacity);
                 self.send(sid, SdkSignalFrame::index(ts, frame));
             }
@@ -906,12 +967,16 @@ impl Engine {
                 }
             }
             FeedItem::Data { messages, sender } => {
-                if *sender != Some(sid) {
+                let own = self
+                    .sessions
+                    .get(&sid)
+                    .and_then(|s| s.acting().map(|a| a.key));
+                if own != Some(*sender) {
                     self.send(sid, SdkSignalFrame::data_message(ts, messages.clone()));
                 }
             }
             FeedItem::Audio { shared, minus_one } => self.write_audio(sid, shared, minus_one, now),
-            FeedItem::Video(frame) => self.write_video(sid, frame),
+            FeedItem::Video(frame) => self.write_video(sid, frame, now),
         }
     }
 
@@ -956,19 +1021,23 @@ impl Engine {
         }
     }
 
-    fn write_video(&mut self, sid: SessionId, frame: &VideoFrame) {
-        if sid == frame.publisher {
-            return;
-        }
+    fn write_video(&mut self, sid: SessionId, frame: &VideoFrame, now: Instant) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if session.paused.contains(&frame.stream_id) || !session.may_receive_video(frame.content) {
+        if session.acting().map(|a| a.key) == Some(frame.publisher)
+            || session.paused.contains(&frame.stream_id)
+            || !session.may_receive_video(frame.content)
+        {
             return;
         }
         let Some(peer) = session.peer.as_mut() else {
             return;
         };
+        let codec = match frame.codec {
+            VideoCodec::Vp8 => Codec::Vp8,
+        };
+        let time = MediaTime::new(frame.rtp_time, Frequency::NINETY_KHZ);
         let mut wrote = false;
         for i in 0..peer.video_out.len() {
             let (mid, stream) = peer.video_out[i];
@@ -978,10 +1047,14 @@ impl Engine {
             let Some(writer) = peer.rtc.writer(mid) else {
                 continue;
             };
-            let Some(pt) = writer.match_params(frame.params) else {
+            let Some(pt) = writer
+                .payload_params()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+            else {
                 continue;
             };
-            match writer.write(pt, frame.network_time, frame.time, frame.data.clone()) {
+            match writer.write(pt, now, time, frame.data.clone()) {
                 Ok(()) => wrote = true,
                 Err(e) => tracing::debug!(session = sid, error = %e, "video write failed"),
             }
@@ -991,20 +1064,26 @@ impl Engine {
         }
     }
 
+    /// The complete INDEX to one connection: its own meeting's, or for a replica connection
+    /// its mirror of the primary's.
     fn send_index(&mut self, sid: SessionId, now: Instant) {
-        let Some(source) = self.sessions.get(&sid).map(Session::source_meeting) else {
+        let Some(meeting) = self
+            .sessions
+            .get(&sid)
+            .and_then(|s| self.meetings.get(&s.participant.meeting))
+        else {
             return;
         };
-        let item = match self.meetings.get(&source) {
-            Some(m) => m.index_item(),
-            None => return,
+        let index = match &meeting.mirror {
+            Some(mirror) => mirror.index().clone(),
+            None => meeting.index(),
         };
-        self.apply(sid, &item, now);
+        self.apply(sid, &FeedItem::Index(index), now);
     }
 
     fn broadcast_index(&mut self, meeting_id: MeetingId, now: Instant) {
-        if let Some(item) = self.meetings.get(&meeting_id).map(Meeting::index_item) {
-            self.deliver(meeting_id, item, now);
+        if let Some(index) = self.meetings.get(&meeting_id).map(Meeting::index) {
+            self.publish(meeting_id, FeedItem::Index(index), now);
         }
     }
 
@@ -1075,7 +1154,7 @@ impl Engine {
         }
         if let Some(stream) = announce {
             // Replica attendees are invisible: `deliver` drops a replica's own broadcasts.
-            self.deliver(
+            self.publish(
                 meeting_id,
                 FeedItem::Roster(vec![SdkAudioStreamIdInfo::present(
                     stream,
@@ -1108,12 +1187,17 @@ impl Engine {
         if let Some(session) = self.sessions.get_mut(&sid) {
             session.joined = true;
         }
-        // The snapshot of what this connection receives: the primary's, for a replica.
+        // The snapshot of what this connection receives: for a replica connection, the
+        // replica's mirror of its primary.
         self.send_index(sid, now);
-        let source = participant.primary.unwrap_or(meeting_id);
-        let source_meeting = self.meeting_mut(source, None, now);
-        let snapshot = source_meeting.roster_snapshot();
-        let replay = source_meeting.retention.replay(&key.wire_id(), now);
+        let meeting = self.meeting_mut(meeting_id, participant.primary, now);
+        let (snapshot, replay) = match meeting.mirror.as_mut() {
+            Some(mirror) => (mirror.roster(), mirror.replay(&key.wire_id(), now)),
+            None => (
+                meeting.roster_snapshot(),
+                meeting.retention.replay(&key.wire_id(), now),
+            ),
+        };
         self.send(sid, SdkSignalFrame::audio_stream_id_info(ts, snapshot));
         if !replay.is_empty() {
             self.send(sid, SdkSignalFrame::data_message(ts, replay));
@@ -1198,7 +1282,7 @@ impl Engine {
             dropped: (how == Departure::Dropped).then_some(true),
             ..Default::default()
         };
-        self.deliver(meeting_id, FeedItem::Roster(vec![entry]), now);
+        self.publish(meeting_id, FeedItem::Roster(vec![entry]), now);
         let kind = match how {
             Departure::Left => MediaEventKind::AttendeeLeft,
             Departure::Dropped => MediaEventKind::AttendeeDropped,
@@ -1308,7 +1392,7 @@ impl Engine {
         }
         presence.muted = muted;
         let stream = presence.audio_stream_id;
-        self.deliver(
+        self.publish(
             meeting_id,
             FeedItem::Roster(vec![SdkAudioStreamIdInfo::mute_change(stream, muted)]),
             now,
@@ -1324,8 +1408,8 @@ impl Engine {
             i64::try_from(u128::from(self.epoch_ms(now)) * 1_000_000).unwrap_or(i64::MAX);
         let acting = session
             .acting()
-            .map(|a| (a.meeting, a.key.wire_id(), a.external_user_id.to_owned()));
-        let Some((meeting_id, sender, sender_external)) = acting else {
+            .map(|a| (a.meeting, a.key, a.external_user_id.to_owned()));
+        let Some((meeting_id, sender_key, sender_external)) = acting else {
             // A replica viewer may not send: every message comes back marked throttled.
             let refused: Vec<SdkDataMessagePayload> = messages
                 .into_iter()
@@ -1340,6 +1424,7 @@ impl Engine {
             }
             return;
         };
+        let sender = sender_key.wire_id();
         let mut accepted = Vec::new();
         let mut throttled = Vec::new();
         let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
@@ -1362,11 +1447,11 @@ impl Engine {
             self.send(sid, SdkSignalFrame::data_message(ts, throttled));
         }
         if !accepted.is_empty() {
-            self.deliver(
+            self.publish(
                 meeting_id,
                 FeedItem::Data {
                     messages: accepted,
-                    sender: Some(sid),
+                    sender: sender_key,
                 },
                 now,
             );
@@ -1382,19 +1467,14 @@ impl Engine {
         let Some(session) = self.sessions.get(&sid) else {
             return;
         };
-        let source_meeting = session.source_meeting();
         let own_key = session.acting().map(|a| a.key);
-        let Some(meeting) = self.meetings.get(&source_meeting) else {
-            return;
-        };
         let allowed: Vec<(String, u32)> = update
             .added_or_updated_video_subscriptions
             .iter()
             .filter_map(|c| {
                 let stream = c.stream_id.unwrap_or(0);
-                let source = meeting.source(stream)?;
-                let ok =
-                    Some(source.key) != own_key && session.may_receive_video(source.key.content);
+                let publisher = self.video_publisher(session, stream)?;
+                let ok = Some(publisher) != own_key && session.may_receive_video(publisher.content);
                 ok.then(|| (c.mid.clone(), stream))
             })
             .collect();
@@ -1418,7 +1498,7 @@ impl Engine {
             }
         }
         for stream in newly {
-            self.request_keyframe(source_meeting, stream, now, true);
+            self.want_keyframe(sid, stream, now, true);
         }
     }
 
@@ -1426,7 +1506,6 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let source_meeting = session.source_meeting();
         for stream in streams {
             if resume {
                 session.paused.remove(stream);
@@ -1436,7 +1515,7 @@ impl Engine {
         }
         if resume {
             for stream in streams {
-                self.request_keyframe(source_meeting, *stream, now, true);
+                self.want_keyframe(sid, *stream, now, true);
             }
         }
     }
@@ -1547,7 +1626,6 @@ impl Engine {
         let acting = session
             .acting()
             .map(|a| (a.meeting, a.key, a.external_user_id.to_owned()));
-        let source_meeting = session.source_meeting();
         let may_send_video = session.may_send_video();
         let duplex = sub.duplex.unwrap_or(SdkStreamServiceType::Rx as i32);
         let video_streams: Vec<_> = sub
@@ -1608,7 +1686,6 @@ impl Engine {
             ids.remove(0);
         }
         let own_key = acting.as_ref().map(|a| a.1);
-        let sources = self.meetings.get(&source_meeting);
         let session = self.sessions.get(&sid).expect("checked above");
         let peer = session.peer.as_ref().expect("created above");
         let mut video_out = Vec::new();
@@ -1621,9 +1698,9 @@ impl Engine {
             receive_mids.push(section.mid.clone());
             let mid = Mid::from(section.mid.as_str());
             let wanted = ids.get(i).copied().unwrap_or(0);
-            let valid = sources.and_then(|m| m.source(wanted)).is_some_and(|s| {
-                Some(s.key) != own_key && session.may_receive_video(s.key.content)
-            });
+            let valid = self
+                .video_publisher(session, wanted)
+                .is_some_and(|p| Some(p) != own_key && session.may_receive_video(p.content));
             let stream = if valid { wanted } else { 0 };
             if stream != 0 && !peer.video_out.contains(&(mid, stream)) {
                 newly.push(stream);
@@ -1682,7 +1759,7 @@ impl Engine {
             self.send_index(sid, now);
         }
         for stream in newly {
-            self.request_keyframe(source_meeting, stream, now, true);
+            self.want_keyframe(sid, stream, now, true);
         }
         self.mark(sid);
     }
@@ -1820,8 +1897,7 @@ impl Engine {
                     .map(|(_, stream)| *stream)
                     .filter(|s| *s != 0);
                 if let Some(stream) = stream {
-                    let meeting = session.source_meeting();
-                    self.request_keyframe(meeting, stream, now, false);
+                    self.want_keyframe(sid, stream, now, false);
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -1883,16 +1959,20 @@ impl Engine {
         if !data.contiguous {
             self.request_keyframe(meeting_id, stream, now, false);
         }
+        let codec = match data.params.spec().codec {
+            Codec::Vp8 => VideoCodec::Vp8,
+            // Only VP8 is negotiated.
+            _ => return,
+        };
         let frame = VideoFrame {
             stream_id: stream,
             content: key.content,
-            publisher: sid,
-            params: data.params,
-            network_time: data.network_time,
-            time: data.time,
+            publisher: key,
+            codec,
+            rtp_time: data.time.rebase(Frequency::NINETY_KHZ).numer(),
             data: data.data,
         };
-        self.deliver(meeting_id, FeedItem::Video(frame), now);
+        self.publish(meeting_id, FeedItem::Video(frame), now);
     }
 
     /// Mixer ticks, AUDIO_METADATA and reconnect deadlines of one meeting.
@@ -1954,7 +2034,7 @@ impl Engine {
                 .map(|(id, p)| (*id, Arc::from(&p[..])))
                 .collect(),
         };
-        self.deliver(meeting_id, item, now);
+        self.publish(meeting_id, item, now);
     }
 
     /// Volume and signal indicators (sparse: the client treats absent attendees as silent and
@@ -2006,7 +2086,7 @@ impl Engine {
             m.last_speakers = speakers;
         }
         if !states.is_empty() {
-            self.deliver(meeting_id, FeedItem::Metadata(states), now);
+            self.publish(meeting_id, FeedItem::Metadata(states), now);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! One live meeting on this node: its roster (audio stream ids), its published videos (the
 //! INDEX), its data-message throttle and replay buffer, and its audio mixer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use carillon_control::{AttendeeId, MeetingId};
@@ -9,7 +9,7 @@ use carillon_mixer::{Mixer, MixerConfig};
 use carillon_signaling::proto::{SdkAudioStreamIdInfo, SdkIndexFrame, SdkStreamDescriptor};
 
 use crate::data::{Retention, Throttle};
-use crate::feed::FeedItem;
+use crate::feed::{FeedIndex, FeedMirror, FeedSnapshot};
 use crate::session::SessionId;
 
 /// Who a connection speaks for: an attendee, or that attendee's content share
@@ -21,6 +21,18 @@ pub struct ParticipantKey {
 }
 
 impl ParticipantKey {
+    /// Parses the attendee id as the client sees it (`<AttendeeId>[#content]`).
+    pub fn parse(wire_id: &str) -> Option<ParticipantKey> {
+        let (id, content) = match wire_id.strip_suffix("#content") {
+            Some(id) => (id, true),
+            None => (wire_id, false),
+        };
+        Some(ParticipantKey {
+            attendee: id.parse().ok()?,
+            content,
+        })
+    }
+
     /// The attendee id as the client sees it.
     pub fn wire_id(&self) -> String {
         if self.content {
@@ -86,13 +98,15 @@ pub struct Meeting {
     pub next_metadata: Instant,
     /// Stream ids that carried a volume in the last AUDIO_METADATA.
     pub last_speakers: Vec<u32>,
-    pub sessions: HashSet<SessionId>,
+    pub sessions: BTreeSet<SessionId>,
     pub limits: MeetingLimits,
     /// For a replica: its primary. Its roster is then private bookkeeping (reconnects, second
     /// devices) that nobody sees; its connections receive the primary's feed.
     pub primary: Option<MeetingId>,
     /// For a primary: replica meetings on this node that receive its feed.
     pub replicas: BTreeSet<MeetingId>,
+    /// For a replica: its copy of the primary's state, from the primary's feed.
+    pub mirror: Option<FeedMirror>,
 }
 
 impl Meeting {
@@ -118,10 +132,11 @@ impl Meeting {
             next_mix: now,
             next_metadata: now,
             last_speakers: Vec::new(),
-            sessions: HashSet::new(),
+            sessions: BTreeSet::new(),
             limits,
             primary,
             replicas: BTreeSet::new(),
+            mirror: None,
         }
     }
 
@@ -135,7 +150,6 @@ impl Meeting {
         self.roster.keys().filter(|k| !k.content).count()
     }
 
-    /// A fresh audio stream id (0 is reserved by the protocol).
     /// The mixer group of an attendee (allocated on first use, stable for the meeting).
     pub fn audio_group(&mut self, attendee: carillon_control::AttendeeId) -> u32 {
         let next = self.audio_groups.len() as u32 + 1;
@@ -154,6 +168,7 @@ impl Meeting {
         self.audio_groups.get(&attendee).copied()
     }
 
+    /// A fresh audio stream id (0 is reserved by the protocol).
     pub fn allocate_audio_stream_id(&mut self) -> u32 {
         let id = self.next_audio_stream_id;
         self.next_audio_stream_id += 1;
@@ -245,11 +260,11 @@ impl Meeting {
         self.sources.len() != before
     }
 
-    /// The complete INDEX, as a feed item: each receiver derives its own `at_capacity`.
-    pub fn index_item(&self) -> FeedItem {
+    /// The complete INDEX: each receiver derives its own `at_capacity`.
+    pub fn index(&self) -> FeedIndex {
         let cameras = self.sources.iter().filter(|s| !s.key.content).count();
         let shares = self.sources.iter().filter(|s| s.key.content).count();
-        FeedItem::Index {
+        FeedIndex {
             frame: SdkIndexFrame {
                 sources: self
                     .sources
@@ -272,6 +287,15 @@ impl Meeting {
             },
             room_for_camera: cameras < self.limits.max_video_publishers,
             room_for_content: shares < self.limits.max_content_shares,
+        }
+    }
+
+    /// What a replica needs when it subscribes to this meeting's feed.
+    pub fn snapshot(&mut self, now: Instant) -> FeedSnapshot {
+        FeedSnapshot {
+            roster: self.roster_snapshot(),
+            index: self.index(),
+            retained: self.retention.snapshot(now),
         }
     }
 

@@ -78,12 +78,6 @@ impl Session {
         }
     }
 
-    /// The meeting whose roster, videos and audio this session receives: the primary for a
-    /// replica connection, else its own.
-    pub fn source_meeting(&self) -> MeetingId {
-        self.participant.primary.unwrap_or(self.participant.meeting)
-    }
-
     /// Whether this is a connection to a replica meeting.
     pub fn in_replica(&self) -> bool {
         self.participant.primary.is_some()
