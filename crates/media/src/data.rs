@@ -106,7 +106,10 @@ impl Retention {
             .iter()
             .map(|m| {
                 let left = m.expires.saturating_duration_since(now).as_millis();
-                (m.message.clone(), u32::try_from(left).unwrap_or(u32::MAX).max(1))
+                (
+                    m.message.clone(),
+                    u32::try_from(left).unwrap_or(u32::MAX).max(1),
+                )
             })
             .collect()
     }

@@ -828,7 +828,12 @@ impl Engine {
 
     /// A replica subscribes to its primary's feed: from now on it gets every item the
     /// primary publishes, after this snapshot.
-    fn subscribe_feed(&mut self, primary: MeetingId, replica: MeetingId, now: Instant) -> FeedSnapshot {
+    fn subscribe_feed(
+        &mut self,
+        primary: MeetingId,
+        replica: MeetingId,
+        now: Instant,
+    ) -> FeedSnapshot {
         let primary = self.meeting_mut(primary, None, now);
         primary.replicas.insert(replica);
         primary.snapshot(now)

@@ -230,15 +230,14 @@ mod tests {
             now,
         );
         let mut index = FeedIndex::default();
-        index
-            .frame
-            .sources
-            .push(carillon_signaling::proto::SdkStreamDescriptor::video_source(
+        index.frame.sources.push(
+            carillon_signaling::proto::SdkStreamDescriptor::video_source(
                 7,
                 7,
                 share.wire_id(),
                 "bob#content".to_owned(),
-            ));
+            ),
+        );
         mirror.apply(&FeedItem::Index(index), now);
         let roster = mirror.roster();
         assert_eq!(roster.len(), 2);

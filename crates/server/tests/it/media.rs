@@ -238,3 +238,53 @@ async fn delete_attendee_and_delete_meeting_reach_connected_clients() {
     assert_eq!(status.audio_status.unwrap().audio_status, Some(410));
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn an_auto_ended_primary_ends_its_replicas_connections() {
+    let server = Server::start(&[]);
+    let client = server.client();
+    let primary = meeting_with(&server, &["host"]).await;
+    let replica = client
+        .create_meeting()
+        .media_region("us-east-1")
+        .external_meeting_id("overflow")
+        .primary_meeting_id(&primary.id)
+        .send()
+        .await
+        .unwrap();
+    let replica = replica.meeting().unwrap();
+    let replica_id = replica.meeting_id().unwrap().to_owned();
+    let signaling = replica
+        .media_placement()
+        .unwrap()
+        .signaling_url()
+        .unwrap()
+        .to_owned();
+    let viewer = client
+        .create_attendee()
+        .meeting_id(&replica_id)
+        .external_user_id("viewer")
+        .send()
+        .await
+        .unwrap();
+    let token = viewer.attendee().unwrap().join_token().unwrap().to_owned();
+    let (mut socket, _) = open(&signaling, &token).await;
+    join(&mut socket, 1).await;
+    // A replica viewer does not keep the primary alive: five minutes with nobody in the
+    // primary end it, and its replica with it.
+    server.advance_clock(5 * 60 + 1).await;
+    let started = std::time::Instant::now();
+    let status = expect(&mut socket, FrameType::AudioStatus).await.unwrap();
+    assert_eq!(status.audio_status.unwrap().audio_status, Some(410));
+    // The lifecycle sweeper runs once a second; the notice reaches the connection at once.
+    assert!(started.elapsed() < Duration::from_millis(1_500));
+    for id in [&primary.id, &replica_id] {
+        let err = client
+            .get_meeting()
+            .meeting_id(id)
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.into_service_error().is_not_found_exception());
+    }
+}
