@@ -197,6 +197,9 @@ struct Source {
     fifo: Vec<f32>,
     /// This tick's decoded frame.
     frame: Vec<f32>,
+    /// Samples per frame. `frame` is allocated on first decode: most sources of a large
+    /// meeting never speak.
+    frame_len: usize,
     frame_ready: bool,
     playing: bool,
     live: bool,
@@ -233,7 +236,8 @@ impl Source {
             ),
             decoder: None,
             fifo: Vec::new(),
-            frame: vec![0.0; frame],
+            frame: Vec::new(),
+            frame_len: frame,
             frame_ready: false,
             playing: false,
             live: false,
@@ -265,7 +269,8 @@ impl Source {
 
     /// Decodes (or conceals) exactly one frame into `self.frame`.
     fn produce(&mut self, scratch: &mut [f32], pool: &mut BufferPool, max_concealed: u32) {
-        let n = self.frame.len();
+        let n = self.frame_len;
+        self.frame.resize(n, 0.0);
         let from_fifo = n.min(self.fifo.len());
         self.frame[..from_fifo].copy_from_slice(&self.fifo[..from_fifo]);
         self.fifo.drain(..from_fifo);
@@ -336,7 +341,7 @@ impl Source {
 
     /// Moves past one frame without decoding.
     fn skip_frame(&mut self, pool: &mut BufferPool) {
-        let n = self.frame.len();
+        let n = self.frame_len;
         let from_fifo = n.min(self.fifo.len());
         self.fifo.drain(..from_fifo);
         let covered = if from_fifo < n {
