@@ -244,3 +244,45 @@ impl Future for CommitTicket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raised_now(signal: &OutboxSignal) -> bool {
+        // `wait` returns at once only if a notification is stored.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(20), signal.wait())
+                .await
+                .is_ok()
+        })
+    }
+
+    #[test]
+    fn a_quiet_target_wakes_nobody_and_a_listening_one_does() {
+        let signal = OutboxSignal::default();
+        signal.raise(["webhook:a"]);
+        assert!(raised_now(&signal));
+        assert_eq!(signal.take_targets().len(), 1);
+        // Busy worker: no wake-up, nothing to take.
+        signal.set_quiet("webhook:a", true);
+        signal.raise(["webhook:a"]);
+        assert!(!raised_now(&signal));
+        assert!(signal.take_targets().is_empty());
+        // Another target still wakes the dispatcher, for that target only.
+        signal.raise(["webhook:a", "sqs:b"]);
+        assert!(raised_now(&signal));
+        assert_eq!(
+            signal.take_targets().into_iter().collect::<Vec<_>>(),
+            ["sqs:b"]
+        );
+        // Listening again: woken.
+        signal.set_quiet("webhook:a", false);
+        signal.raise(["webhook:a"]);
+        assert!(raised_now(&signal));
+    }
+}
