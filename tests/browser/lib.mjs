@@ -1,11 +1,13 @@
 // Shared helpers of the browser suite: the carillon process, a static server for web/dist, the
-// official AWS SDK for JavaScript as REST client, test-tone WAV files, one headless Chromium
-// process per attendee, and `Participant`, a handle on one harness page (web/src/harness.js).
+// official AWS SDK for JavaScript as REST client, a webhook receiver for the meeting events,
+// test-tone WAV files, one headless Chromium process per attendee, and `Participant`, a handle on
+// one harness page (web/src/harness.js).
 //
 // Everything a run leaves for debugging goes to artifacts/browser/: the server's log and each
 // page's console (the Chime SDK logs at INFO there, plus every harness event).
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -64,9 +66,10 @@ export function carillonBin() {
 /**
  * Starts `carillon serve` on ephemeral loopback ports with a temporary data directory and waits
  * for its `api …` and `media udp …` lines. `cwd` defaults to the temporary directory; the demo
- * test passes the repository root so that the server finds web/dist.
+ * test passes the repository root so that the server finds web/dist. `env` adds variables (e.g.
+ * `CARILLON_WEBHOOK_SECRET`) to the environment, from which every other `CARILLON_*` is removed.
  */
-export async function startCarillon({ name = 'carillon', cwd, args = [], timeoutMs = 30_000 } = {}) {
+export async function startCarillon({ name = 'carillon', cwd, args = [], env: extraEnv = {}, timeoutMs = 30_000 } = {}) {
   const bin = carillonBin();
   if (!existsSync(bin)) {
     throw new Error(`carillon binary not found at ${bin}: build it (cargo build -p carillon-server) or set CARILLON_BIN`);
@@ -76,6 +79,7 @@ export async function startCarillon({ name = 'carillon', cwd, args = [], timeout
   const log = createWriteStream(logPath);
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CARILLON_')));
   env.CARILLON_LOG = process.env.CARILLON_TEST_LOG || 'info';
+  Object.assign(env, extraEnv);
   const command = [
     'serve',
     '--listen', '127.0.0.1:0',
@@ -187,6 +191,135 @@ export async function createReplicaMeeting(api, primaryMeetingId, externalMeetin
 export async function createAttendee(api, meetingId, externalUserId) {
   const out = await api.send(new meetings.CreateAttendeeCommand({ MeetingId: meetingId, ExternalUserId: externalUserId }));
   return { Attendee: out.Attendee };
+}
+
+// --- meeting events: a webhook receiver ----------------------------------------------------------
+
+/**
+ * What a receiver does with a delivery (docs/events.md): `X-Carillon-Signature` is
+ * `sha256=<hex HMAC-SHA256 of "<X-Carillon-Timestamp>.<raw body>">`, compared in constant time,
+ * and the timestamp must be recent (replays are refused).
+ */
+export function webhookSignatureOk(secret, timestamp, body, header, { toleranceS = 300 } = {}) {
+  if (typeof timestamp !== 'string' || !/^[0-9]+$/.test(timestamp) || typeof header !== 'string') return false;
+  if (Math.abs(Date.now() / 1000 - Number(timestamp)) > toleranceS) return false;
+  const expected = Buffer.from(`sha256=${createHmac('sha256', secret).update(`${timestamp}.`).update(body).digest('hex')}`);
+  const got = Buffer.from(header);
+  return got.length === expected.length && timingSafeEqual(got, expected);
+}
+
+/**
+ * A webhook receiver on an ephemeral loopback port: it answers every POST with 204 and records
+ * it, with whether its signature verified. Pass `url` to `carillon serve --webhook`.
+ * `events()` are the parsed bodies deduplicated by `id` (delivery is at least once).
+ */
+export async function startWebhookReceiver({ secret, hookPath = '/hooks/chime' }) {
+  const deliveries = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const headers = req.headers;
+      let json = null;
+      try {
+        json = JSON.parse(body.toString('utf8'));
+      } catch {
+        // Recorded as unparsable; the test fails on it.
+      }
+      deliveries.push({
+        method: req.method,
+        path: req.url,
+        headers,
+        body,
+        json,
+        signatureOk: webhookSignatureOk(secret, headers['x-carillon-timestamp'], body, headers['x-carillon-signature']),
+      });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const events = () => {
+    const seen = new Map();
+    for (const d of deliveries) if (d.json && !seen.has(d.json.id)) seen.set(d.json.id, d.json);
+    return [...seen.values()];
+  };
+  return {
+    url: `http://127.0.0.1:${server.address().port}${hookPath}`,
+    hookPath,
+    deliveries,
+    events,
+    /** Waits until `predicate(events())` is truthy; returns the events then. */
+    async waitFor(predicate, { what = 'the events', timeoutMs = 15_000 } = {}) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const got = events();
+        if (predicate(got)) return got;
+        if (Date.now() > deadline) {
+          const types = got.map((e) => `${e.detail?.eventType}${e.detail?.externalUserId ? `(${e.detail.externalUserId})` : ''}`);
+          throw new Error(`webhook: timed out after ${timeoutMs} ms waiting for ${what}; got ${types.join(', ') || 'nothing'}`);
+        }
+        await sleep(100);
+      }
+    },
+    close: track(() => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    }),
+  };
+}
+
+/** The members of `detail`, in the order carillon writes them, for an event type. */
+function detailKeys(eventType) {
+  const attendee = eventType.startsWith('chime:Attendee');
+  const networkType = /^chime:Attendee(Content)?(Joined|Left|Dropped)$/.test(eventType);
+  const transcription = eventType.startsWith('chime:Transcription');
+  return [
+    'version',
+    'eventType',
+    'timestamp',
+    'meetingId',
+    'externalMeetingId',
+    ...(attendee ? ['attendeeId', 'externalUserId'] : []),
+    ...(networkType ? ['networkType'] : []),
+    'mediaRegion',
+    ...(transcription ? ['transcriptionRegion', 'transcriptionConfiguration'] : []),
+  ];
+}
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Fails unless `event` is exactly a `Chime Meeting State Change` of `meeting` (chime-meetings-api.md
+ * §4): the envelope's members in EventBridge's order, `time` the timestamp's second, and exactly
+ * the `detail` members of its type.
+ */
+export function assertEventEnvelope(event, { meetingId, externalMeetingId, mediaRegion = REGION, region = REGION, account = '000000000000' }) {
+  const show = JSON.stringify(event);
+  assert.deepEqual(Object.keys(event), ['version', 'id', 'detail-type', 'source', 'account', 'time', 'region', 'resources', 'detail'], show);
+  assert.equal(event.version, '0', show);
+  assert.match(event.id, GUID, show);
+  assert.equal(event['detail-type'], 'Chime Meeting State Change', show);
+  assert.equal(event.source, 'aws.chime', show);
+  assert.equal(event.account, account, show);
+  assert.equal(event.region, region, show);
+  assert.deepEqual(event.resources, [], show);
+  const d = event.detail;
+  assert.match(d.eventType ?? '', /^chime:[A-Za-z]+$/, show);
+  assert.deepEqual(Object.keys(d), detailKeys(d.eventType), show);
+  assert.equal(d.version, '0', show);
+  assert.ok(Number.isSafeInteger(d.timestamp), `timestamp must be a JSON number of milliseconds: ${show}`);
+  assert.equal(event.time, new Date(Math.floor(d.timestamp / 1000) * 1000).toISOString().replace('.000Z', 'Z'), show);
+  assert.equal(d.meetingId, meetingId, show);
+  assert.equal(d.externalMeetingId, externalMeetingId, show);
+  assert.equal(d.mediaRegion, mediaRegion, show);
+  if ('networkType' in d) assert.equal(d.networkType, 'Voip', show);
+  if ('attendeeId' in d) {
+    const content = d.eventType.startsWith('chime:AttendeeContent') || (d.eventType === 'chime:AttendeeAuthorized' && d.attendeeId.endsWith('#content'));
+    assert.match(content ? d.attendeeId.replace(/#content$/, '') : d.attendeeId, GUID, show);
+    assert.equal(d.attendeeId.endsWith('#content'), content, show);
+    assert.equal(d.externalUserId.endsWith('#content'), content, show);
+  }
 }
 
 // --- static files --------------------------------------------------------------------------------

@@ -1,22 +1,38 @@
 // End to end: three attendees, each the unmodified amazon-chime-sdk-js in its own headless
 // Chromium process with its own fake microphone tone, in one Carillon meeting. The cases run in
-// order on the same meeting; each leaves it as it found it (the last two end it).
+// order on the same meeting; each leaves it as it found it (the last two end it). A webhook
+// receives the meeting's events all along; the last case checks what the whole session produced.
 //
 //   A = alice, 440 Hz     B = bob, 660 Hz     C = carol, 880 Hz
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 
-import { cleanup, createMeeting, makeTempDir, meetings, Participant, serveStatic, sleep, startCarillon } from './lib.mjs';
+import {
+  assertEventEnvelope,
+  cleanup,
+  createMeeting,
+  makeTempDir,
+  meetings,
+  Participant,
+  serveStatic,
+  sleep,
+  startCarillon,
+  startWebhookReceiver,
+  webhookSignatureOk,
+} from './lib.mjs';
 
 const FREQUENCIES = [440, 660, 880];
 const JOIN_TIMEOUT_MS = 15_000; // the SDK's own connection timeout; a join takes well under 5 s
 const SIGNAL_MS = 5_000; // roster, mute, data, removal: a few signaling round trips
 const MEDIA_MS = 20_000; // first decoded video frames, through ICE/DTLS and keyframes
+const WEBHOOK_SECRET = 'browser-media-webhook-secret';
+const EXTERNAL_MEETING_ID = 'browser-media-test';
 
 describe('three attendees in one meeting', () => {
   let server;
   let site;
+  let hook;
   let dir;
   let meeting;
   let A;
@@ -30,8 +46,12 @@ describe('three attendees in one meeting', () => {
 
   before(async () => {
     dir = await makeTempDir();
-    [server, site] = await Promise.all([startCarillon({ name: 'media-server' }), serveStatic()]);
-    meeting = await createMeeting(server.api, 'browser-media-test');
+    hook = await startWebhookReceiver({ secret: WEBHOOK_SECRET });
+    [server, site] = await Promise.all([
+      startCarillon({ name: 'media-server', args: ['--webhook', hook.url], env: { CARILLON_WEBHOOK_SECRET: WEBHOOK_SECRET } }),
+      serveStatic(),
+    ]);
+    meeting = await createMeeting(server.api, EXTERNAL_MEETING_ID);
     const common = { site, api: server.api, meetingId: meeting.Meeting.MeetingId, dir, logPrefix: 'media' };
     [A, B, C] = await Promise.all([
       Participant.open({ ...common, label: 'A', externalUserId: 'alice', tone: 440 }),
@@ -42,7 +62,7 @@ describe('three attendees in one meeting', () => {
   }, { timeout: 90_000 });
 
   after(async () => {
-    await cleanup(); // the browsers, the static server and carillon
+    await cleanup(); // the browsers, the static server, the webhook receiver and carillon
     if (dir) await rm(dir, { recursive: true, force: true });
   }, { timeout: 60_000 });
 
@@ -207,5 +227,96 @@ describe('three attendees in one meeting', () => {
       const state = await p.waitFor((s) => s.stopped, { what: 'audioVideoDidStop', timeoutMs: SIGNAL_MS });
       assert.equal(state.stopped.name, 'MeetingEnded');
     }
+  });
+
+  test('the webhook got every event of the session exactly once (by id), signed, with the exact envelope', { timeout: 30_000 }, async () => {
+    requireJoined();
+    const meetingId = meeting.Meeting.MeetingId;
+    const content = (p) => `${p.attendeeId}#content`;
+    // What the cases above did, as events: [eventType, attendeeId, externalUserId].
+    const expected = [
+      ['chime:MeetingStarted'],
+      ...everyone.map((p) => ['chime:AttendeeAdded', p.attendeeId, p.externalUserId]),
+      ...everyone.map((p) => ['chime:AttendeeAuthorized', p.attendeeId, p.externalUserId]),
+      ...everyone.map((p) => ['chime:AttendeeJoined', p.attendeeId, p.externalUserId]),
+      ...everyone.map((p) => ['chime:AttendeeVideoStarted', p.attendeeId, p.externalUserId]),
+      ...everyone.map((p) => ['chime:AttendeeVideoStopped', p.attendeeId, p.externalUserId]),
+      ['chime:AttendeeAuthorized', content(A), `${A.externalUserId}#content`],
+      ['chime:AttendeeContentJoined', content(A), `${A.externalUserId}#content`],
+      ['chime:AttendeeContentVideoStarted', content(A), `${A.externalUserId}#content`],
+      ['chime:AttendeeContentVideoStopped', content(A), `${A.externalUserId}#content`],
+      ['chime:AttendeeContentLeft', content(A), `${A.externalUserId}#content`],
+      // DeleteAttendee of connected C: C leaves, then is deleted; DeleteMeeting with A and B
+      // connected: they leave, then the meeting ends (the media plane's own reports of those
+      // departures come later and are not events again).
+      ...everyone.map((p) => ['chime:AttendeeLeft', p.attendeeId, p.externalUserId]),
+      ['chime:AttendeeDeleted', C.attendeeId, C.externalUserId],
+      ['chime:MeetingEnded'],
+    ];
+    const key = (e) => [e.detail.eventType, e.detail.attendeeId, e.detail.externalUserId].filter(Boolean).join(' ');
+    const sorted = (keys) => [...keys].sort();
+    const want = sorted(expected.map((x) => x.join(' ')));
+    await hook.waitFor((events) => events.some((e) => e.detail?.eventType === 'chime:MeetingEnded') && events.length >= want.length, {
+      what: `the ${want.length} events of the session, MeetingEnded included`,
+    });
+    // Anything late (a duplicate, an event that should not exist) gets a moment to show up.
+    await sleep(1_500);
+    const events = hook.events();
+    assert.deepEqual(sorted(events.map(key)), want, 'the events of the session, deduplicated by id');
+
+    // Every delivery: a POST to the configured path, signed, the same body for the same id.
+    const bodies = new Map();
+    for (const d of hook.deliveries) {
+      assert.equal(d.method, 'POST');
+      assert.equal(d.path, hook.hookPath);
+      assert.equal(d.headers['content-type'], 'application/json');
+      assert.ok(d.signatureOk, `bad signature on ${d.body.toString()}`);
+      assert.equal(d.headers['x-carillon-event-id'], d.json.id);
+      const previous = bodies.get(d.json.id);
+      assert.ok(previous === undefined || previous.equals(d.body), `a retried delivery of ${d.json.id} changed its body`);
+      bodies.set(d.json.id, d.body);
+    }
+    // The receiver's check is not a formality: a changed byte or another secret fails it.
+    const sample = hook.deliveries[0];
+    const tampered = Buffer.from(sample.body);
+    tampered[tampered.length - 2] ^= 1;
+    const ts = sample.headers['x-carillon-timestamp'];
+    assert.equal(webhookSignatureOk(WEBHOOK_SECRET, ts, tampered, sample.headers['x-carillon-signature']), false);
+    assert.equal(webhookSignatureOk('another secret', ts, sample.body, sample.headers['x-carillon-signature']), false);
+
+    for (const e of events) assertEventEnvelope(e, { meetingId, externalMeetingId: EXTERNAL_MEETING_ID });
+
+    // A plausible order, by the event timestamps (deliveries are concurrent).
+    const at = (eventType, attendeeId) => {
+      const found = events.filter((e) => e.detail.eventType === eventType && (attendeeId === undefined || e.detail.attendeeId === attendeeId));
+      assert.equal(found.length, 1, `${eventType} ${attendeeId ?? ''}`);
+      return found[0].detail.timestamp;
+    };
+    const stamps = events.map((e) => e.detail.timestamp);
+    assert.equal(at('chime:MeetingStarted'), Math.min(...stamps), 'MeetingStarted comes first');
+    assert.equal(at('chime:MeetingEnded'), Math.max(...stamps), 'MeetingEnded comes last');
+    assert.ok(events.filter((e) => e.detail.eventType !== 'chime:MeetingEnded').every((e) => e.detail.timestamp < at('chime:MeetingEnded')), 'nothing at the end itself');
+    const inOrder = (label, steps) => {
+      const times = steps.map(([t, id]) => at(t, id));
+      assert.deepEqual(times, [...times].sort((x, y) => x - y), `${label}: ${steps.map(([t]) => t).join(' <= ')} (${times.join(', ')})`);
+    };
+    for (const p of everyone) {
+      inOrder(p.label, [
+        ['chime:AttendeeAdded', p.attendeeId],
+        ['chime:AttendeeAuthorized', p.attendeeId],
+        ['chime:AttendeeJoined', p.attendeeId],
+        ['chime:AttendeeVideoStarted', p.attendeeId],
+        ['chime:AttendeeVideoStopped', p.attendeeId],
+        ['chime:AttendeeLeft', p.attendeeId],
+      ]);
+    }
+    inOrder('content share', [
+      ['chime:AttendeeAuthorized', content(A)],
+      ['chime:AttendeeContentJoined', content(A)],
+      ['chime:AttendeeContentVideoStarted', content(A)],
+      ['chime:AttendeeContentVideoStopped', content(A)],
+      ['chime:AttendeeContentLeft', content(A)],
+    ]);
+    assert.ok(at('chime:AttendeeLeft', C.attendeeId) < at('chime:AttendeeDeleted', C.attendeeId), 'C leaves before it is deleted');
   });
 });

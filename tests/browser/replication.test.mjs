@@ -2,7 +2,8 @@
 // A primary meeting with A and B, a replica of it (CreateMeeting with PrimaryMeetingId) with R1
 // and R2; each attendee is the unmodified amazon-chime-sdk-js in its own headless Chromium
 // process with its own fake-microphone tone. The cases run in order on the same meetings; the
-// last one ends them.
+// last but one ends them, and the last checks the events a webhook got meanwhile (a replica
+// meeting reports its own).
 //
 //   primary:  A = alice 440 Hz    B = bob 660 Hz
 //   replica:  R1 = rita 1030 Hz   R2 = rob 1180 Hz
@@ -21,6 +22,7 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 
 import {
+  assertEventEnvelope,
   cleanup,
   createAttendee,
   createMeeting,
@@ -31,6 +33,7 @@ import {
   serveStatic,
   sleep,
   startCarillon,
+  startWebhookReceiver,
   summarize,
 } from './lib.mjs';
 
@@ -48,10 +51,12 @@ const HEARD_BELOW_MAX_DB = 12;
 const ABSENT_BELOW_MAX_DB = 30;
 
 const PROMOTED_EXTERNAL_USER_ID = 'r1-promoted';
+const WEBHOOK_SECRET = 'browser-replication-webhook-secret';
 
 describe('media replication: a primary (A, B) and its replica (R1, R2)', () => {
   let server;
   let site;
+  let hook;
   let dir;
   let primary; // { Meeting }
   let replica; // { Meeting }
@@ -69,7 +74,11 @@ describe('media replication: a primary (A, B) and its replica (R1, R2)', () => {
 
   before(async () => {
     dir = await makeTempDir();
-    [server, site] = await Promise.all([startCarillon({ name: 'replication-server' }), serveStatic()]);
+    hook = await startWebhookReceiver({ secret: WEBHOOK_SECRET });
+    [server, site] = await Promise.all([
+      startCarillon({ name: 'replication-server', args: ['--webhook', hook.url], env: { CARILLON_WEBHOOK_SECRET: WEBHOOK_SECRET } }),
+      serveStatic(),
+    ]);
     primary = await createMeeting(server.api, 'browser-replication-primary');
     replica = await createReplicaMeeting(server.api, primary.Meeting.MeetingId, 'browser-replication-replica');
     unrelated = await createMeeting(server.api, 'browser-replication-unrelated');
@@ -85,7 +94,7 @@ describe('media replication: a primary (A, B) and its replica (R1, R2)', () => {
   }, { timeout: 120_000 });
 
   after(async () => {
-    await cleanup(); // the browsers, the static server and carillon
+    await cleanup(); // the browsers, the static server, the webhook receiver and carillon
     if (dir) await rm(dir, { recursive: true, force: true });
   }, { timeout: 60_000 });
 
@@ -578,5 +587,56 @@ describe('media replication: a primary (A, B) and its replica (R1, R2)', () => {
       (e) => e,
     );
     assert.equal(error.name, 'NotFoundException', `GetMeeting(replica) after DeleteMeeting(primary): ${error.name}: ${error.message}`);
+  });
+
+  test('the replica meeting reported its own events: started, joined, left, ended', { timeout: 30_000 }, async () => {
+    requireJoined();
+    const replicaId = replica.Meeting.MeetingId;
+    const ended = (events, id) => events.some((e) => e.detail?.eventType === 'chime:MeetingEnded' && e.detail.meetingId === id);
+    await hook.waitFor((events) => ended(events, replicaId) && ended(events, primaryMeetingId()), {
+      what: 'MeetingEnded of the primary and of the replica',
+    });
+    await sleep(SETTLE_MS);
+    const events = hook.events();
+    const bad = hook.deliveries.filter((d) => !d.signatureOk).map((d) => d.body.toString());
+    assert.deepEqual(bad, [], 'every delivery is signed');
+    const external = new Map([
+      [primaryMeetingId(), primary.Meeting.ExternalMeetingId],
+      [replicaId, replica.Meeting.ExternalMeetingId],
+      [unrelated.Meeting.MeetingId, unrelated.Meeting.ExternalMeetingId],
+    ]);
+    for (const e of events) {
+      assert.ok(external.has(e.detail?.meetingId), `an event of an unknown meeting: ${JSON.stringify(e)}`);
+      assertEventEnvelope(e, { meetingId: e.detail.meetingId, externalMeetingId: external.get(e.detail.meetingId) });
+    }
+    // The replica's events name the replica (its own MeetingId and ExternalMeetingId) and its
+    // own attendees, R1 and R2, who joined it and were still connected when it ended.
+    const ofReplica = events.filter((e) => e.detail.meetingId === replicaId);
+    const key = (e) => [e.detail.eventType, e.detail.externalUserId].filter(Boolean).join(' ');
+    const want = [
+      'chime:MeetingStarted',
+      ...replicas().flatMap((p) =>
+        ['AttendeeAdded', 'AttendeeAuthorized', 'AttendeeJoined', 'AttendeeLeft'].map((t) => `chime:${t} ${p.externalUserId}`),
+      ),
+      'chime:MeetingEnded',
+    ].sort();
+    assert.deepEqual(ofReplica.map(key).sort(), want, "the replica meeting's events, deduplicated by id");
+    for (const p of replicas()) {
+      const mine = ofReplica.filter((e) => e.detail.externalUserId === p.externalUserId);
+      assert.ok(mine.every((e) => e.detail.attendeeId === p.attendeeId), `${p.label}'s events carry its replica AttendeeId`);
+    }
+    const stamps = ofReplica.map((e) => e.detail.timestamp);
+    const at = (t) => ofReplica.find((e) => e.detail.eventType === t).detail.timestamp;
+    assert.equal(at('chime:MeetingStarted'), Math.min(...stamps), "the replica's MeetingStarted comes first");
+    assert.equal(at('chime:MeetingEnded'), Math.max(...stamps), "the replica's MeetingEnded comes last");
+    const primaryStarted = events.find((e) => e.detail.eventType === 'chime:MeetingStarted' && e.detail.meetingId === primaryMeetingId());
+    assert.ok(primaryStarted.detail.timestamp <= at('chime:MeetingStarted'), 'the primary started before its replica');
+    // The primary's own attendees joined the primary.
+    for (const p of primaries()) {
+      const joinedPrimary = events.filter(
+        (e) => e.detail.eventType === 'chime:AttendeeJoined' && e.detail.meetingId === primaryMeetingId() && e.detail.attendeeId === p.attendeeId,
+      );
+      assert.equal(joinedPrimary.length, 1, `${p.label} joined the primary once`);
+    }
   });
 });

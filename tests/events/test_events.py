@@ -26,6 +26,9 @@ from conftest import (
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 LAMBDA_ARN = f"arn:aws:lambda:{REGION}:{MOTO_ACCOUNT}:function:chime-events"
+NETWORK_TYPE_EVENTS = frozenset(
+    f"chime:Attendee{what}{how}" for what in ("", "Content") for how in ("Joined", "Left", "Dropped")
+)
 
 
 # ----- the signaling protocol, by hand: 0x05 + protobuf SdkSignalFrame -----
@@ -173,10 +176,12 @@ def assert_envelope(event: dict, meeting_id: str, external_meeting_id: str, medi
     assert d["externalMeetingId"] == external_meeting_id
     assert d["mediaRegion"] == media_region
     kind = d["eventType"]
-    if kind in ("chime:AttendeeJoined", "chime:AttendeeLeft", "chime:AttendeeDropped"):
-        assert d["networkType"] == "Voip"
+    # The audio session and content-share connection events carry networkType
+    # (chime-meetings-api.md §4); nothing else does.
+    if kind in NETWORK_TYPE_EVENTS:
+        assert d["networkType"] == "Voip", d
     else:
-        assert "networkType" not in d
+        assert "networkType" not in d, d
     if kind.startswith("chime:Attendee"):
         assert GUID.match(d["attendeeId"].removesuffix("#content")), d
         assert d["externalUserId"]
@@ -384,3 +389,40 @@ def test_hand_encoded_frames_decode():
     assert join_frame(7)[:1] == b"\x05"
     assert frame_type_of(join_frame(7)) == 1
     assert frame_type_of(frame(LEAVE)) == LEAVE
+
+
+def test_the_envelope_check_follows_the_reference_for_network_type():
+    # networkType on the audio and content-share connection events, and only there.
+    meeting_id = str(uuid.uuid4())
+    attendee_id = str(uuid.uuid4())
+
+    def event(kind: str, **extra) -> dict:
+        ts = 1_774_094_400_123
+        detail = {"version": "0", "eventType": kind, "timestamp": ts, "meetingId": meeting_id,
+                  "externalMeetingId": "standup", **extra, "mediaRegion": REGION}
+        return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Chime Meeting State Change",
+                "source": "aws.chime", "account": "000000000000",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts // 1000)),
+                "region": REGION, "resources": [], "detail": detail}
+
+    content = {"attendeeId": f"{attendee_id}#content", "externalUserId": "alice#content"}
+    plain = {"attendeeId": attendee_id, "externalUserId": "alice"}
+    for kind in ("Joined", "Left", "Dropped"):
+        assert_envelope(event(f"chime:AttendeeContent{kind}", **content, networkType="Voip"),
+                        meeting_id, "standup", REGION)
+        assert_envelope(event(f"chime:Attendee{kind}", **plain, networkType="Voip"), meeting_id, "standup", REGION)
+    for kind, who in (("chime:AttendeeContentVideoStarted", content), ("chime:AttendeeVideoStarted", plain),
+                      ("chime:AttendeeAdded", plain)):
+        assert_envelope(event(kind, **who), meeting_id, "standup", REGION)
+        try:
+            assert_envelope(event(kind, **who, networkType="Voip"), meeting_id, "standup", REGION)
+        except AssertionError:
+            pass
+        else:
+            raise AssertionError(f"{kind} must not carry networkType")
+    try:
+        assert_envelope(event("chime:AttendeeContentJoined", **content), meeting_id, "standup", REGION)
+    except (AssertionError, KeyError):
+        pass
+    else:
+        raise AssertionError("AttendeeContentJoined must carry networkType")

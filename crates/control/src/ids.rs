@@ -40,6 +40,16 @@ macro_rules! guid_id {
                 rng.fill_bytes(&mut bytes);
                 Self(Uuid::from_bytes(bytes))
             }
+
+            /// The 16 raw bytes (compact storage, e.g. the event outbox's records).
+            pub fn to_bytes(self) -> [u8; 16] {
+                self.0.into_bytes()
+            }
+
+            /// The id of 16 raw bytes written by `to_bytes`.
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(Uuid::from_bytes(bytes))
+            }
         }
 
         impl FromStr for $name {

@@ -19,7 +19,9 @@ pub mod model;
 pub mod plane;
 
 pub use error::ControlError;
-pub use event::{Event, EventKind, EventTarget, EventTranscription};
+pub use event::{
+    Event, EventAttendee, EventId, EventKind, EventMeeting, EventTarget, EventTranscription,
+};
 pub use ids::{AttendeeId, InvalidGuid, MeetingId, is_guid};
 pub use model::*;
 pub use plane::{

@@ -9,7 +9,8 @@
 //!
 //! Nothing here reads a clock, a socket or a file, so tests drive it with a simulated clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,7 +18,9 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 use crate::error::ControlError;
-use crate::event::{Event, EventKind, EventTarget, EventTranscription};
+use crate::event::{
+    Event, EventAttendee, EventId, EventKind, EventMeeting, EventTarget, EventTranscription,
+};
 use crate::ids::{AttendeeId, MeetingId};
 use crate::model::{
     Attendee, Capabilities, ContentResolution, EpochMillis, Meeting, MeetingFeatures, MeetingSpec,
@@ -163,40 +166,6 @@ pub struct Snapshot {
     pub attendees: Vec<Attendee>,
 }
 
-/// What every event of a meeting carries, and where it goes.
-#[derive(Debug, Clone)]
-struct EventContext {
-    meeting_id: MeetingId,
-    external_meeting_id: String,
-    media_region: String,
-    control_region: String,
-    account: String,
-    targets: Vec<EventTarget>,
-}
-
-impl EventContext {
-    /// `None` when the meeting's events go nowhere (then none is written).
-    fn of(meeting: &Meeting, global: &[EventTarget]) -> Option<EventContext> {
-        let mut targets = EventTarget::of_notifications(meeting.spec.notifications.as_ref());
-        targets.extend(global.iter().cloned());
-        if targets.is_empty() {
-            return None;
-        }
-        Some(EventContext {
-            meeting_id: meeting.id,
-            external_meeting_id: meeting.spec.external_meeting_id.clone(),
-            media_region: meeting.spec.media_region.clone(),
-            control_region: meeting.control_region.clone(),
-            account: meeting.account_id.clone(),
-            targets,
-        })
-    }
-}
-
-/// Meetings ended recently, kept so that the media plane's last reports about them (the
-/// attendees it disconnects when a meeting ends) still become events.
-const RECENTLY_ENDED: usize = 1024;
-
 struct LiveMeeting {
     meeting: Meeting,
     attendees: HashMap<AttendeeId, Attendee>,
@@ -208,11 +177,19 @@ struct LiveMeeting {
     replicas: BTreeSet<MeetingId>,
     /// Open connections per attendee, as reported by the media plane.
     connections: HashMap<AttendeeId, u32>,
+    /// What its events carry and where they go (`None`: nowhere, so none is written).
+    events: Option<Arc<EventMeeting>>,
+    /// Who the events reported as joined and not yet departed, with the ExternalUserId of
+    /// the report: keyed by attendee and content share (`true` for `<id>#content`). When the
+    /// meeting ends (or an attendee is deleted) they are reported as departed right away.
+    present: BTreeMap<(AttendeeId, bool), String>,
 }
 
 impl LiveMeeting {
-    fn new(meeting: Meeting) -> Self {
+    fn new(meeting: Meeting, global_targets: &[EventTarget]) -> Self {
         LiveMeeting {
+            events: EventMeeting::of(&meeting, global_targets),
+            present: BTreeMap::new(),
             meeting,
             attendees: HashMap::new(),
             order: BTreeMap::new(),
@@ -287,8 +264,6 @@ pub struct ControlPlane {
     notices: Vec<Notice>,
     /// Targets every event goes to besides the meeting's own (webhooks, EventBridge).
     global_targets: Vec<EventTarget>,
-    recently_ended: HashMap<MeetingId, EventContext>,
-    ended_order: VecDeque<MeetingId>,
 }
 
 impl ControlPlane {
@@ -304,8 +279,6 @@ impl ControlPlane {
             changes: Vec::new(),
             notices: Vec::new(),
             global_targets: Vec::new(),
-            recently_ended: HashMap::new(),
-            ended_order: VecDeque::new(),
         }
     }
 
@@ -314,6 +287,9 @@ impl ControlPlane {
     /// so that meetings ending at start-up report to them too.
     pub fn set_event_targets(&mut self, targets: Vec<EventTarget>) {
         self.global_targets = targets;
+        for live in self.meetings.values_mut() {
+            live.events = EventMeeting::of(&live.meeting, &self.global_targets);
+        }
     }
 
     /// Rebuilds the state from the store after a restart. Nobody is connected after a restart,
@@ -373,7 +349,8 @@ impl ControlPlane {
             if let Some(token) = &meeting.client_request_token {
                 self.request_tokens.insert(token.clone(), meeting.id);
             }
-            self.meetings.insert(meeting.id, LiveMeeting::new(meeting));
+            let live = LiveMeeting::new(meeting, &self.global_targets);
+            self.meetings.insert(live.meeting.id, live);
         }
         for attendee in snapshot.attendees {
             if let Some(live) = self.meetings.get_mut(&attendee.meeting_id) {
@@ -594,10 +571,11 @@ impl ControlPlane {
         }
         self.changes
             .push(Change::PutMeeting(Box::new(meeting.clone())));
-        if let Some(context) = EventContext::of(&meeting, &self.global_targets) {
-            self.emit(&context, EventKind::MeetingStarted, None, None, now);
+        let live = LiveMeeting::new(meeting.clone(), &self.global_targets);
+        if let Some(source) = live.events.clone() {
+            self.emit(&source, EventKind::MeetingStarted, None, None, now);
         }
-        self.meetings.insert(id, LiveMeeting::new(meeting.clone()));
+        self.meetings.insert(id, live);
         Ok(meeting)
     }
 
@@ -709,11 +687,26 @@ impl ControlPlane {
         let removed = live
             .remove_attendee(attendee)
             .ok_or(ControlError::AttendeeNotFound { meeting, attendee })?;
+        // Still connected: it leaves first (its connections are closed now), and the media
+        // plane's later report of that departure is not an event again (see
+        // `record_media_event`: the attendee no longer exists).
+        let departed: Vec<((AttendeeId, bool), String)> = {
+            let keys = [(attendee, false), (attendee, true)];
+            keys.into_iter()
+                .filter_map(|k| live.present.remove(&k).map(|ext| (k, ext)))
+                .collect()
+        };
+        let source = live.events.clone();
         self.attendee_meetings.remove(&attendee);
         self.changes.push(Change::RemoveAttendee(meeting, attendee));
-        if let Some(context) = self.context(meeting) {
-            let who = Some((attendee.to_string(), removed.external_user_id));
-            self.emit(&context, EventKind::AttendeeDeleted, who, None, now);
+        if let Some(source) = source {
+            let at = self.emit_departures(&source, departed, now);
+            let who = EventAttendee {
+                id: attendee,
+                content: false,
+                external_user_id: removed.external_user_id,
+            };
+            self.emit(&source, EventKind::AttendeeDeleted, Some(who), None, at);
         }
         self.notices
             .push(Notice::AttendeeDeleted { meeting, attendee });
@@ -796,9 +789,9 @@ impl ControlPlane {
         let record = live.meeting.clone();
         self.changes.push(Change::PutMeeting(Box::new(record)));
         // A second start on a running transcription is an update: Chime reports it again.
-        if let Some(context) = self.context(meeting) {
+        if let Some(source) = self.events_of(meeting) {
             let kind = EventKind::TranscriptionStarted;
-            self.emit(&context, kind, None, Some(details), now);
+            self.emit(&source, kind, None, Some(details), now);
         }
         Ok(())
     }
@@ -815,13 +808,13 @@ impl ControlPlane {
         if let Some(stopped) = &previous {
             let record = live.meeting.clone();
             self.changes.push(Change::PutMeeting(Box::new(record)));
-            if let Some(context) = self.context(meeting) {
+            if let Some(source) = self.events_of(meeting) {
                 let details = EventTranscription {
                     region: stopped.region.clone(),
                     configuration_json: stopped.configuration_json.clone(),
                 };
                 let kind = EventKind::TranscriptionStopped;
-                self.emit(&context, kind, None, Some(details), now);
+                self.emit(&source, kind, None, Some(details), now);
             }
         }
         Ok(previous)
@@ -960,30 +953,30 @@ impl ControlPlane {
         content: bool,
         now: EpochMillis,
     ) {
-        let Some(context) = self.context(meeting) else {
+        let Some(source) = self.events_of(meeting) else {
             return;
         };
-        let who = if content {
-            (
-                format!("{}#content", attendee.id),
-                format!("{}#content", attendee.external_user_id),
-            )
-        } else {
-            (attendee.id.to_string(), attendee.external_user_id.clone())
+        let who = EventAttendee {
+            id: attendee.id,
+            content,
+            external_user_id: if content {
+                format!("{}#content", attendee.external_user_id)
+            } else {
+                attendee.external_user_id.clone()
+            },
         };
-        self.emit(
-            &context,
-            EventKind::AttendeeAuthorized,
-            Some(who),
-            None,
-            now,
-        );
+        self.emit(&source, EventKind::AttendeeAuthorized, Some(who), None, now);
     }
 
     /// The media plane reports an attendee event (joined, left, dropped, video and content
     /// share). `attendee` is the base attendee; content-share kinds get the `#content` id.
     /// `external_user_id` is as the media plane knows it (with `#content` for content).
-    /// Reports about a meeting that ended moments ago still become events.
+    ///
+    /// Reports about a meeting that is no longer live, or about an attendee that no longer
+    /// exists, are not events: whoever was still connected when the meeting ended (or the
+    /// attendee was deleted) was reported as departed in that very transaction, before
+    /// `MeetingEnded` (or `AttendeeDeleted`), and the media plane's own departure reports
+    /// for them come later.
     pub fn record_media_event(
         &mut self,
         meeting: MeetingId,
@@ -992,65 +985,84 @@ impl ControlPlane {
         external_user_id: &str,
         now: EpochMillis,
     ) {
-        let Some(context) = self.context(meeting) else {
+        let Some(live) = self.meetings.get_mut(&meeting) else {
             return;
         };
-        let id = if kind.is_content() {
-            format!("{attendee}#content")
-        } else {
-            attendee.to_string()
+        if !live.attendees.contains_key(&attendee) {
+            return;
+        }
+        let content = kind.is_content();
+        match kind {
+            EventKind::AttendeeJoined | EventKind::AttendeeContentJoined => {
+                live.present
+                    .insert((attendee, content), external_user_id.to_owned());
+            }
+            EventKind::AttendeeLeft
+            | EventKind::AttendeeDropped
+            | EventKind::AttendeeContentLeft
+            | EventKind::AttendeeContentDropped => {
+                live.present.remove(&(attendee, content));
+            }
+            _ => {}
+        }
+        let Some(source) = live.events.clone() else {
+            return;
         };
-        self.emit(
-            &context,
-            kind,
-            Some((id, external_user_id.to_owned())),
-            None,
-            now,
-        );
+        let who = EventAttendee {
+            id: attendee,
+            content,
+            external_user_id: external_user_id.to_owned(),
+        };
+        self.emit(&source, kind, Some(who), None, now);
     }
 
     // ----- internals -----
 
-    /// The event context of a live or recently ended meeting, if its events go anywhere.
-    fn context(&self, meeting: MeetingId) -> Option<EventContext> {
-        match self.meetings.get(&meeting) {
-            Some(live) => EventContext::of(&live.meeting, &self.global_targets),
-            None => self.recently_ended.get(&meeting).cloned(),
+    /// Where the events of a live meeting go, if anywhere.
+    fn events_of(&self, meeting: MeetingId) -> Option<Arc<EventMeeting>> {
+        self.meetings.get(&meeting)?.events.clone()
+    }
+
+    /// Reports the departures the control plane knows of before an attendee is deleted or a
+    /// meeting ends, at `now`. Returns the time of the event that follows them: a millisecond
+    /// later when there were any, so that consumers who sort by `detail.timestamp` (delivery
+    /// order is not guaranteed) see the departures first.
+    fn emit_departures(
+        &mut self,
+        source: &Arc<EventMeeting>,
+        departed: Vec<((AttendeeId, bool), String)>,
+        now: EpochMillis,
+    ) -> EpochMillis {
+        if departed.is_empty() {
+            return now;
         }
+        for ((id, content), external_user_id) in departed {
+            let who = EventAttendee {
+                id,
+                content,
+                external_user_id,
+            };
+            self.emit(source, departure_kind(content), Some(who), None, now);
+        }
+        now.saturating_add(1)
     }
 
     /// Queues an event for the outbox, next to the changes of the same call.
     fn emit(
         &mut self,
-        context: &EventContext,
+        source: &Arc<EventMeeting>,
         kind: EventKind,
-        attendee: Option<(String, String)>,
+        attendee: Option<EventAttendee>,
         transcription: Option<EventTranscription>,
         now: EpochMillis,
     ) {
-        let mut bytes = [0u8; 16];
-        self.rng.fill_bytes(&mut bytes);
-        let id = uuid::Builder::from_random_bytes(bytes)
-            .into_uuid()
-            .hyphenated()
-            .to_string();
-        let (attendee_id, external_user_id) = match attendee {
-            Some((a, e)) => (Some(a), Some(e)),
-            None => (None, None),
-        };
         self.changes.push(Change::Event(Box::new(Event {
-            id,
+            id: EventId::random(&mut *self.rng),
             kind,
             time: now,
-            account: context.account.clone(),
-            control_region: context.control_region.clone(),
-            media_region: context.media_region.clone(),
-            meeting_id: context.meeting_id,
-            external_meeting_id: context.external_meeting_id.clone(),
-            attendee_id,
-            external_user_id,
+            meeting: source.clone(),
+            attendee,
             transcription,
-            targets: context.targets.clone(),
         })));
     }
 
@@ -1143,12 +1155,17 @@ impl ControlPlane {
             seq: live.next_seq,
         };
         live.insert_attendee(attendee.clone());
+        let source = live.events.clone();
         self.attendee_meetings.insert(id, meeting);
         self.changes.push(Change::PutAttendee(attendee.clone()));
         // Only a newly created attendee is reported; an idempotent repeat returned above.
-        if let Some(context) = self.context(meeting) {
-            let who = Some((id.to_string(), attendee.external_user_id.clone()));
-            self.emit(&context, EventKind::AttendeeAdded, who, None, now);
+        if let Some(source) = source {
+            let who = EventAttendee {
+                id,
+                content: false,
+                external_user_id: attendee.external_user_id.clone(),
+            };
+            self.emit(&source, EventKind::AttendeeAdded, Some(who), None, now);
         }
         Ok(attendee)
     }
@@ -1174,20 +1191,27 @@ impl ControlPlane {
             self.request_tokens.remove(token);
         }
         self.changes.push(Change::RemoveMeeting(id));
-        if let Some(context) = EventContext::of(&live.meeting, &self.global_targets) {
-            self.emit(&context, EventKind::MeetingEnded, None, None, now);
-            if self.ended_order.len() >= RECENTLY_ENDED
-                && let Some(oldest) = self.ended_order.pop_front()
-            {
-                self.recently_ended.remove(&oldest);
-            }
-            self.ended_order.push_back(id);
-            self.recently_ended.insert(id, context);
+        if let Some(source) = &live.events {
+            // Whoever is still connected leaves now, before the meeting ends, in the same
+            // transaction; the media plane's later reports about this meeting are not events
+            // (it is no longer live, see `record_media_event`).
+            let at = self.emit_departures(source, live.present.into_iter().collect(), now);
+            self.emit(source, EventKind::MeetingEnded, None, None, at);
         }
         self.notices.push(Notice::MeetingEnded {
             meeting: id,
             reason,
         });
+    }
+}
+
+/// The event of a departure the control plane reports itself (a meeting ended or an attendee
+/// was deleted while connected).
+fn departure_kind(content: bool) -> EventKind {
+    if content {
+        EventKind::AttendeeContentLeft
+    } else {
+        EventKind::AttendeeLeft
     }
 }
 

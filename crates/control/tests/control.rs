@@ -706,6 +706,10 @@ fn kinds(events: &[Event]) -> Vec<EventKind> {
     events.iter().map(|e| e.kind).collect()
 }
 
+fn external_user_id(event: &Event) -> String {
+    event.attendee.as_ref().unwrap().external_user_id.clone()
+}
+
 #[test]
 fn no_target_no_event() {
     let mut p = plane();
@@ -729,15 +733,18 @@ fn meeting_lifecycle_events_carry_the_envelope_fields() {
         unreachable!()
     };
     assert_eq!(started.kind, EventKind::MeetingStarted);
-    assert_eq!(started.meeting_id, m.id);
-    assert_eq!(started.external_meeting_id, "standup");
-    assert_eq!(started.account, "123456789012");
-    assert_eq!(started.control_region, "us-east-1");
-    assert_eq!(started.media_region, "us-east-1");
+    assert_eq!(started.meeting.meeting_id, m.id);
+    assert_eq!(started.meeting.external_meeting_id, "standup");
+    assert_eq!(started.meeting.account, "123456789012");
+    assert_eq!(started.meeting.control_region, "us-east-1");
+    assert_eq!(started.meeting.media_region, "us-east-1");
     assert_eq!(started.time, 1_000);
-    assert_eq!(started.attendee_id, None);
-    assert_eq!(started.targets, vec![EventTarget::Sqs(QUEUE.into())]);
-    assert!(is_guid(&started.id));
+    assert_eq!(started.attendee, None);
+    assert_eq!(
+        started.meeting.targets,
+        vec![EventTarget::Sqs(QUEUE.into())]
+    );
+    assert!(is_guid(&started.id.to_string()));
     // An idempotent repeat of CreateMeeting reports nothing.
     p.create_meeting(
         CreateMeeting {
@@ -764,11 +771,12 @@ fn attendee_events_only_for_new_attendees() {
     let alice = attendee(&mut p, m.id, "alice", 1).unwrap();
     let added = events(&mut p);
     assert_eq!(kinds(&added), [EventKind::AttendeeAdded]);
+    assert_eq!(added[0].attendee.as_ref().unwrap().id, alice.id);
     assert_eq!(
-        added[0].attendee_id.as_deref(),
-        Some(alice.id.to_string().as_str())
+        added[0].attendee.as_ref().unwrap().attendee_id(),
+        alice.id.to_string()
     );
-    assert_eq!(added[0].external_user_id.as_deref(), Some("alice"));
+    assert_eq!(external_user_id(&added[0]), "alice");
     // Same ExternalUserId (any case): the existing attendee, no event.
     attendee(&mut p, m.id, "ALICE", 2).unwrap();
     assert!(events(&mut p).is_empty());
@@ -797,16 +805,13 @@ fn attendee_events_only_for_new_attendees() {
     assert_eq!(outcome.attendees.len(), 3);
     let batch = events(&mut p);
     assert_eq!(
-        batch
-            .iter()
-            .map(|e| e.external_user_id.clone().unwrap())
-            .collect::<Vec<_>>(),
+        batch.iter().map(external_user_id).collect::<Vec<_>>(),
         ["bob", "carol"]
     );
     p.delete_attendee(m.id, alice.id, 4).unwrap();
     let deleted = events(&mut p);
     assert_eq!(kinds(&deleted), [EventKind::AttendeeDeleted]);
-    assert_eq!(deleted[0].external_user_id.as_deref(), Some("alice"));
+    assert_eq!(external_user_id(&deleted[0]), "alice");
     // Capability updates and tags are not events.
     p.tag_resource(
         &m.arn(),
@@ -849,18 +854,39 @@ fn media_plane_and_authorization_events() {
     );
     let id = alice.id.to_string();
     let content = format!("{id}#content");
-    assert_eq!(got[0].attendee_id.as_deref(), Some(id.as_str()));
-    assert_eq!(got[1].attendee_id.as_deref(), Some(content.as_str()));
-    assert_eq!(got[1].external_user_id.as_deref(), Some("alice#content"));
-    assert_eq!(got[2].attendee_id.as_deref(), Some(id.as_str()));
-    assert_eq!(got[3].attendee_id.as_deref(), Some(content.as_str()));
-    // Reports that arrive just after the meeting ended still become events.
+    let attendee_id = |e: &Event| e.attendee.as_ref().unwrap().attendee_id();
+    assert_eq!(attendee_id(&got[0]), id);
+    assert_eq!(attendee_id(&got[1]), content);
+    assert_eq!(external_user_id(&got[1]), "alice#content");
+    assert_eq!(attendee_id(&got[2]), id);
+    assert_eq!(attendee_id(&got[3]), content);
+    // The meeting ends while alice and her content share are connected: both leave first, in
+    // the same call, and the media plane's own reports of those departures (which come
+    // later) are not events a second time.
     p.delete_meeting(m.id, 4).unwrap();
     p.record_media_event(m.id, EventKind::AttendeeLeft, alice.id, "alice", 5);
-    assert_eq!(
-        kinds(&events(&mut p)),
-        [EventKind::MeetingEnded, EventKind::AttendeeLeft]
+    p.record_media_event(
+        m.id,
+        EventKind::AttendeeContentLeft,
+        alice.id,
+        "alice#content",
+        5,
     );
+    let ended = events(&mut p);
+    assert_eq!(
+        kinds(&ended),
+        [
+            EventKind::AttendeeLeft,
+            EventKind::AttendeeContentLeft,
+            EventKind::MeetingEnded
+        ]
+    );
+    // Same call; the end a millisecond later, so that sorting by timestamp keeps the order.
+    assert_eq!(ended.iter().map(|e| e.time).collect::<Vec<_>>(), [4, 4, 5]);
+    assert_eq!(attendee_id(&ended[0]), id);
+    assert_eq!(external_user_id(&ended[0]), "alice");
+    assert_eq!(attendee_id(&ended[1]), content);
+    assert_eq!(external_user_id(&ended[1]), "alice#content");
     // An unknown meeting: nothing.
     p.record_media_event(
         "00000000-0000-4000-8000-000000000000".parse().unwrap(),
@@ -915,7 +941,7 @@ fn ends_by_timer_and_replicas_report_their_own_events() {
     assert_eq!(
         started
             .iter()
-            .map(|e| (e.kind, e.meeting_id))
+            .map(|e| (e.kind, e.meeting.meeting_id))
             .collect::<Vec<_>>(),
         [
             (EventKind::MeetingStarted, primary.id),
@@ -924,7 +950,7 @@ fn ends_by_timer_and_replicas_report_their_own_events() {
     );
     // Global targets apply to every meeting, with or without NotificationsConfiguration.
     assert_eq!(
-        started[0].targets,
+        started[0].meeting.targets,
         vec![EventTarget::Webhook("http://127.0.0.1:9/h".into())]
     );
     // Idle for five minutes: the primary ends, and its replica with it.
@@ -932,7 +958,7 @@ fn ends_by_timer_and_replicas_report_their_own_events() {
     let ended = events(&mut p);
     assert_eq!(ended.len(), 2);
     assert!(ended.iter().all(|e| e.kind == EventKind::MeetingEnded));
-    let ids: Vec<MeetingId> = ended.iter().map(|e| e.meeting_id).collect();
+    let ids: Vec<MeetingId> = ended.iter().map(|e| e.meeting.meeting_id).collect();
     assert!(ids.contains(&primary.id) && ids.contains(&replica.id));
     assert!(ended.iter().all(|e| e.time == 5 * MIN));
 }
@@ -950,7 +976,88 @@ fn meetings_that_ended_while_down_report_at_restore() {
     q.load_snapshot(snapshot, 25 * 60 * MIN);
     let got = events(&mut q);
     assert_eq!(kinds(&got), [EventKind::MeetingEnded]);
-    assert_eq!(got[0].meeting_id, m.id);
+    assert_eq!(got[0].meeting.meeting_id, m.id);
+}
+
+#[test]
+fn connected_attendees_leave_before_their_meeting_ends_whatever_ends_it() {
+    let mut p = plane();
+    let primary = create_notified(&mut p, "primary", 0);
+    let replica = replica_of(&mut p, primary.id, 0).unwrap();
+    // The replica has no target of its own: give every meeting one.
+    p.set_event_targets(vec![EventTarget::Webhook("http://127.0.0.1:9/h".into())]);
+    let alice = attendee(&mut p, primary.id, "alice", 0).unwrap();
+    let bob = attendee(&mut p, primary.id, "bob", 0).unwrap();
+    let rita = attendee(&mut p, replica.id, "rita", 0).unwrap();
+    events(&mut p);
+    for (m, a, ext) in [
+        (primary.id, alice.id, "alice"),
+        (primary.id, bob.id, "bob"),
+        (replica.id, rita.id, "rita"),
+    ] {
+        p.attendee_connected(m, a, 1);
+        p.record_media_event(m, EventKind::AttendeeJoined, a, ext, 1);
+    }
+    // Bob leaves on his own: reported once, by the media plane.
+    p.attendee_disconnected(primary.id, bob.id, 2);
+    p.record_media_event(primary.id, EventKind::AttendeeLeft, bob.id, "bob", 2);
+    events(&mut p);
+    // 24 hours: alice (primary) and rita (replica) are still connected.
+    p.sweep(24 * 60 * MIN);
+    let ended = events(&mut p);
+    let seen: Vec<(EventKind, MeetingId, Option<String>)> = ended
+        .iter()
+        .map(|e| {
+            let who = e.attendee.as_ref().map(|a| a.external_user_id.clone());
+            (e.kind, e.meeting.meeting_id, who)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (EventKind::AttendeeLeft, replica.id, Some("rita".into())),
+            (EventKind::MeetingEnded, replica.id, None),
+            (EventKind::AttendeeLeft, primary.id, Some("alice".into())),
+            (EventKind::MeetingEnded, primary.id, None),
+        ]
+    );
+    // The media plane's departures (and anything else) about the ended meetings: no events.
+    p.record_media_event(primary.id, EventKind::AttendeeLeft, alice.id, "alice", 3);
+    p.record_media_event(replica.id, EventKind::AttendeeDropped, rita.id, "rita", 3);
+    p.record_media_event(primary.id, EventKind::AttendeeJoined, alice.id, "alice", 3);
+    assert!(events(&mut p).is_empty());
+}
+
+#[test]
+fn a_connected_attendee_that_is_deleted_leaves_first_and_once() {
+    let mut p = plane();
+    let m = create_notified(&mut p, "m", 0);
+    let alice = attendee(&mut p, m.id, "alice", 0).unwrap();
+    let bob = attendee(&mut p, m.id, "bob", 0).unwrap();
+    p.record_media_event(m.id, EventKind::AttendeeJoined, alice.id, "alice", 1);
+    p.record_media_event(m.id, EventKind::AttendeeVideoStarted, alice.id, "alice", 1);
+    events(&mut p);
+    p.delete_attendee(m.id, alice.id, 2).unwrap();
+    // Bob was never connected: only deleted.
+    p.delete_attendee(m.id, bob.id, 2).unwrap();
+    let got = events(&mut p);
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.kind, external_user_id(e)))
+            .collect::<Vec<_>>(),
+        [
+            (EventKind::AttendeeLeft, "alice".to_owned()),
+            (EventKind::AttendeeDeleted, "alice".to_owned()),
+            (EventKind::AttendeeDeleted, "bob".to_owned()),
+        ]
+    );
+    // The media plane then closes alice's connection and reports it: not an event again.
+    p.record_media_event(m.id, EventKind::AttendeeVideoStopped, alice.id, "alice", 3);
+    p.record_media_event(m.id, EventKind::AttendeeLeft, alice.id, "alice", 3);
+    assert!(events(&mut p).is_empty());
+    // The meeting ends with nobody connected: just MeetingEnded.
+    p.delete_meeting(m.id, 4).unwrap();
+    assert_eq!(kinds(&events(&mut p)), [EventKind::MeetingEnded]);
 }
 
 #[test]
@@ -966,6 +1073,15 @@ fn target_keys_round_trip() {
     }
     assert_eq!(EventTarget::from_key("smtp:x"), None);
     assert_eq!(EventKind::ALL.len(), 17);
+    // Stored records name kinds by a code: distinct, and each maps back.
+    let codes: std::collections::HashSet<u8> = EventKind::ALL.iter().map(|k| k.code()).collect();
+    assert_eq!(codes.len(), EventKind::ALL.len());
+    assert!(
+        EventKind::ALL
+            .iter()
+            .all(|k| EventKind::from_code(k.code()) == Some(*k))
+    );
+    assert_eq!(EventKind::from_code(0), None);
     assert!(
         EventKind::ALL
             .iter()

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use carillon_control::Event;
+use carillon_control::{Event, EventAttendee};
 use serde::Serialize;
 
 /// `detail-type` of every meeting event.
@@ -17,7 +17,7 @@ pub const SOURCE: &str = "aws.chime";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Envelope<'a> {
     pub version: &'static str,
-    pub id: &'a str,
+    pub id: String,
     #[serde(rename = "detail-type")]
     pub detail_type: &'static str,
     pub source: &'static str,
@@ -40,7 +40,7 @@ pub struct Detail<'a> {
     pub meeting_id: String,
     pub external_meeting_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attendee_id: Option<&'a str>,
+    pub attendee_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_user_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,23 +58,23 @@ impl<'a> Envelope<'a> {
     pub fn of(event: &'a Event) -> Envelope<'a> {
         Envelope {
             version: "0",
-            id: &event.id,
+            id: event.id.to_string(),
             detail_type: DETAIL_TYPE,
             source: SOURCE,
-            account: &event.account,
+            account: &event.meeting.account,
             time: iso8601_seconds(event.time),
-            region: &event.control_region,
+            region: &event.meeting.control_region,
             resources: [],
             detail: Detail {
                 version: "0",
                 event_type: event.kind.event_type(),
                 timestamp: event.time,
-                meeting_id: event.meeting_id.to_string(),
-                external_meeting_id: &event.external_meeting_id,
-                attendee_id: event.attendee_id.as_deref(),
-                external_user_id: event.external_user_id.as_deref(),
+                meeting_id: event.meeting.meeting_id.to_string(),
+                external_meeting_id: &event.meeting.external_meeting_id,
+                attendee_id: event.attendee.as_ref().map(EventAttendee::attendee_id),
+                external_user_id: event.attendee.as_ref().map(|a| a.external_user_id.as_str()),
                 network_type: event.kind.has_network_type().then_some("Voip"),
-                media_region: &event.media_region,
+                media_region: &event.meeting.media_region,
                 transcription_region: event.transcription.as_ref().map(|t| t.region.as_str()),
                 transcription_configuration: event
                     .transcription
@@ -109,25 +109,35 @@ pub fn iso8601_seconds(epoch_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use carillon_control::{EventKind, EventTarget, EventTranscription, MeetingId};
+    use carillon_control::{EventKind, EventMeeting, EventTarget, EventTranscription, MeetingId};
+    use std::sync::Arc;
 
     fn event(kind: EventKind) -> Event {
         Event {
-            id: "5ee6265a-0a40-404e-98fd-a3b4bdd78483".into(),
+            id: "5ee6265a-0a40-404e-98fd-a3b4bdd78483".parse().unwrap(),
             kind,
             time: 1_647_864_000_123,
-            account: "111122223333".into(),
-            control_region: "us-east-1".into(),
-            media_region: "eu-west-2".into(),
-            meeting_id: "1e7f9f2c-5a52-4a8e-9a52-4f3a0c2d2713"
-                .parse::<MeetingId>()
-                .unwrap(),
-            external_meeting_id: "standup".into(),
-            attendee_id: None,
-            external_user_id: None,
+            meeting: Arc::new(EventMeeting {
+                meeting_id: "1e7f9f2c-5a52-4a8e-9a52-4f3a0c2d2713"
+                    .parse::<MeetingId>()
+                    .unwrap(),
+                external_meeting_id: "standup".into(),
+                media_region: "eu-west-2".into(),
+                control_region: "us-east-1".into(),
+                account: "111122223333".into(),
+                targets: vec![EventTarget::EventBridge],
+            }),
+            attendee: None,
             transcription: None,
-            targets: vec![EventTarget::EventBridge],
         }
+    }
+
+    fn alice(content: bool) -> Option<EventAttendee> {
+        Some(EventAttendee {
+            id: "61d83b5d-598d-319f-f4b3-b2062ed873cc".parse().unwrap(),
+            content,
+            external_user_id: if content { "alice#content" } else { "alice" }.into(),
+        })
     }
 
     #[test]
@@ -149,8 +159,7 @@ mod tests {
     #[test]
     fn attendee_joined_has_network_type() {
         let mut e = event(EventKind::AttendeeJoined);
-        e.attendee_id = Some("61d83b5d-598d-319f-f4b3-b2062ed873cc".into());
-        e.external_user_id = Some("alice".into());
+        e.attendee = alice(false);
         let v: serde_json::Value = serde_json::from_str(&body_of(&e)).unwrap();
         let d = &v["detail"];
         assert_eq!(d["eventType"], "chime:AttendeeJoined");
@@ -160,7 +169,25 @@ mod tests {
         assert!(d["timestamp"].is_u64());
         // Video events carry no networkType.
         let mut e = event(EventKind::AttendeeVideoStarted);
-        e.attendee_id = Some("a".into());
+        e.attendee = alice(false);
+        let v: serde_json::Value = serde_json::from_str(&body_of(&e)).unwrap();
+        assert!(v["detail"].get("networkType").is_none());
+    }
+
+    #[test]
+    fn content_share_events_use_the_content_attendee() {
+        let mut e = event(EventKind::AttendeeContentJoined);
+        e.attendee = alice(true);
+        let v: serde_json::Value = serde_json::from_str(&body_of(&e)).unwrap();
+        let d = &v["detail"];
+        assert_eq!(
+            d["attendeeId"],
+            "61d83b5d-598d-319f-f4b3-b2062ed873cc#content"
+        );
+        assert_eq!(d["externalUserId"], "alice#content");
+        assert_eq!(d["networkType"], "Voip");
+        let mut e = event(EventKind::AttendeeContentVideoStarted);
+        e.attendee = alice(true);
         let v: serde_json::Value = serde_json::from_str(&body_of(&e)).unwrap();
         assert!(v["detail"].get("networkType").is_none());
     }

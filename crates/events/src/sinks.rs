@@ -133,7 +133,7 @@ impl Webhook {
             )
             .header(TIMESTAMP_HEADER, &timestamp)
             .header(SIGNATURE_HEADER, signature)
-            .header(EVENT_ID_HEADER, &event.id)
+            .header(EVENT_ID_HEADER, event.id.to_string())
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| format!("invalid webhook URL: {e}"))?;
         let sent = if request.uri().scheme_str() == Some("https") {
@@ -389,7 +389,7 @@ impl Aws {
 
     async fn eventbridge(&self, event: &Event) -> Result<(), String> {
         let config = self.config().await;
-        let region = event.control_region.as_str();
+        let region = event.meeting.control_region.as_str();
         let client = self.eventbridge.get(region, || {
             let conf = aws_sdk_eventbridge::config::Builder::from(config)
                 .region(Region::new(region.to_owned()))

@@ -210,16 +210,27 @@ impl Dispatcher {
             return;
         };
         let target = Arc::new(target);
+        // However this task ends (retired, aborted at shutdown, panicked), its target is left
+        // listening, so that the next worker for it is woken by new events.
+        let _listening = Listening {
+            store: self.store.clone(),
+            key: key.clone(),
+        };
         let mut state = TargetState::default();
         let mut idle_since = Instant::now();
         let mut last_failure_log: Option<Instant> = None;
         loop {
             worker.poked.store(false, Ordering::SeqCst);
             let now = (self.clock)();
+            let signal = self.store.outbox_signal();
             if let Some(until) = state.paused_until(now) {
+                // It reads the outbox when the pause ends: commits need not wake it.
+                signal.set_quiet(&key, true);
                 tokio::time::sleep(Duration::from_millis(until - now)).await;
                 continue;
             }
+            // Listening from before this read on, so no event committed after it is missed.
+            signal.set_quiet(&key, false);
             let store = self.store.clone();
             let (k, page) = (key.clone(), self.policy.page);
             let due = blocking(move || store.outbox_due(&k, now, page)).await;
@@ -254,6 +265,8 @@ impl Dispatcher {
                 continue;
             }
             idle_since = Instant::now();
+            // Busy: it reads the outbox again after this page.
+            signal.set_quiet(&key, true);
             self.deliver_page(&worker, &target, &mut state, due, &mut last_failure_log)
                 .await;
         }
@@ -319,7 +332,7 @@ impl Dispatcher {
                     if log_now {
                         tracing::warn!(
                             target = key,
-                            event = delivery.event.id,
+                            event = %delivery.event.id,
                             attempts = delivery.attempts + 1,
                             failures_in_a_row = state.consecutive_failures(),
                             error,
@@ -344,7 +357,7 @@ impl Dispatcher {
                             counters.abandoned += 1;
                             tracing::warn!(
                                 target = key,
-                                event = delivery.event.id,
+                                event = %delivery.event.id,
                                 attempts = delivery.attempts + 1,
                                 error,
                                 "event delivery given up: the event is too old"
@@ -443,6 +456,18 @@ impl Dispatcher {
                 tracing::error!(error = %e, "cannot prune the outbox");
             }
         }
+    }
+}
+
+/// Marks a target listening (not quiet) when dropped.
+struct Listening {
+    store: Arc<dyn Store>,
+    key: String,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.store.outbox_signal().set_quiet(&self.key, false);
     }
 }
 

@@ -64,8 +64,11 @@ impl Deliver for Scripted {
             // The body a real adapter would send must be valid JSON with the same id.
             let body: serde_json::Value =
                 serde_json::from_str(&carillon_events::body_of(event)).unwrap();
-            assert_eq!(body["id"], event.id.as_str());
-            self.received.lock().unwrap().push((key, event.id.clone()));
+            assert_eq!(body["id"], event.id.to_string());
+            self.received
+                .lock()
+                .unwrap()
+                .push((key, event.id.to_string()));
             Ok(())
         })
     }
@@ -153,7 +156,7 @@ async fn make_events(p: &mut ControlPlane, store: &dyn Store, n: usize, now: u64
     let ids = changes
         .iter()
         .filter_map(|c| match c {
-            Change::Event(e) => Some(e.id.clone()),
+            Change::Event(e) => Some(e.id.to_string()),
             _ => None,
         })
         .collect();

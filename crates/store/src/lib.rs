@@ -32,6 +32,8 @@ use std::task::{Context, Poll};
 
 use carillon_control::{Change, EpochMillis, Event, Snapshot};
 
+mod legacy;
+pub mod record;
 mod sqlite;
 
 pub use sqlite::{SqliteStore, Synchronous, schema_version};
@@ -141,23 +143,44 @@ pub struct TargetCounts {
 /// Wakes the delivery workers when events are committed, and tells them for which targets.
 /// The set of targets is bounded by the number of distinct targets; a notification sent
 /// while nobody waits is kept (`tokio::sync::Notify::notify_one`).
+///
+/// A worker that is busy (delivering a page, or backing off from a failing target) reads the
+/// outbox again on its own when it is done, so it marks itself quiet and commits for its
+/// target wake nobody: under load the API path pays no task wake-up per commit for events.
+/// A worker marks itself listening *before* its last read of the outbox, so an event
+/// committed after that read always wakes it.
 #[derive(Debug, Default)]
 pub struct OutboxSignal {
     notify: tokio::sync::Notify,
-    targets: Mutex<HashSet<String>>,
+    state: Mutex<SignalState>,
+}
+
+#[derive(Debug, Default)]
+struct SignalState {
+    /// Targets that got events since the dispatcher last looked.
+    raised: HashSet<String>,
+    /// Targets whose worker will look at the outbox again without being told.
+    quiet: HashSet<String>,
 }
 
 impl OutboxSignal {
     /// Called by a store after a commit that added events for `targets`.
     pub fn raise<'a>(&self, targets: impl IntoIterator<Item = &'a str>) {
-        let mut set = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wake = false;
         for t in targets {
-            if !set.contains(t) {
-                set.insert(t.to_owned());
+            if state.quiet.contains(t) {
+                continue;
+            }
+            wake = true;
+            if !state.raised.contains(t) {
+                state.raised.insert(t.to_owned());
             }
         }
-        drop(set);
-        self.notify.notify_one();
+        drop(state);
+        if wake {
+            self.notify.notify_one();
+        }
     }
 
     /// Waits until raised (returns at once if it was raised since the last wait).
@@ -167,7 +190,18 @@ impl OutboxSignal {
 
     /// The targets that got events since the last call.
     pub fn take_targets(&self) -> HashSet<String> {
-        std::mem::take(&mut *self.targets.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).raised)
+    }
+
+    /// A worker says whether it will read the outbox of `target` again on its own (`true`)
+    /// or needs to be told about new events (`false`, the default).
+    pub fn set_quiet(&self, target: &str, quiet: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !quiet {
+            state.quiet.remove(target);
+        } else if !state.quiet.contains(target) {
+            state.quiet.insert(target.to_owned());
+        }
     }
 }
 
@@ -208,5 +242,47 @@ impl Future for CommitTicket {
                 .poll(cx)
                 .map(|r| r.unwrap_or(Err(StoreError::Closed))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raised_now(signal: &OutboxSignal) -> bool {
+        // `wait` returns at once only if a notification is stored.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(20), signal.wait())
+                .await
+                .is_ok()
+        })
+    }
+
+    #[test]
+    fn a_quiet_target_wakes_nobody_and_a_listening_one_does() {
+        let signal = OutboxSignal::default();
+        signal.raise(["webhook:a"]);
+        assert!(raised_now(&signal));
+        assert_eq!(signal.take_targets().len(), 1);
+        // Busy worker: no wake-up, nothing to take.
+        signal.set_quiet("webhook:a", true);
+        signal.raise(["webhook:a"]);
+        assert!(!raised_now(&signal));
+        assert!(signal.take_targets().is_empty());
+        // Another target still wakes the dispatcher, for that target only.
+        signal.raise(["webhook:a", "sqs:b"]);
+        assert!(raised_now(&signal));
+        assert_eq!(
+            signal.take_targets().into_iter().collect::<Vec<_>>(),
+            ["sqs:b"]
+        );
+        // Listening again: woken.
+        signal.set_quiet("webhook:a", false);
+        signal.raise(["webhook:a"]);
+        assert!(raised_now(&signal));
     }
 }

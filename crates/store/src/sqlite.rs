@@ -1,36 +1,59 @@
 //! SQLite backend: one file, WAL mode, one writer thread that groups concurrent commits into a
 //! single transaction ("group commit"), so throughput does not pay one fsync per request.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use carillon_control::{
-    Attendee, Capabilities, Change, EpochMillis, Event, MediaCapability, Meeting, Snapshot,
+    Attendee, Capabilities, Change, EpochMillis, Event, EventTarget, MediaCapability, Meeting,
+    Snapshot,
 };
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{CommitTicket, Delivery, OutboxSignal, Settlement, Store, StoreError, TargetCounts};
 
+/// A migration's step in Rust, run inside its transaction.
+type MigrationStep = fn(&Transaction<'_>) -> Result<(), StoreError>;
+
+/// One schema migration: its SQL, then (for data SQL cannot convert) a step in Rust, both in
+/// the same transaction.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+    then: Option<MigrationStep>,
+}
+
 /// Schema migrations, applied in order. Never edit an entry once released; add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../migrations/sqlite/0001_initial.sql"),
-    ),
-    (
-        2,
-        "outbox",
-        include_str!("../migrations/sqlite/0002_outbox.sql"),
-    ),
-    (
-        3,
-        "clustered tables",
-        include_str!("../migrations/sqlite/0003_clustered_tables.sql"),
-    ),
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/sqlite/0001_initial.sql"),
+        then: None,
+    },
+    Migration {
+        version: 2,
+        name: "outbox",
+        sql: include_str!("../migrations/sqlite/0002_outbox.sql"),
+        then: None,
+    },
+    Migration {
+        version: 3,
+        name: "clustered tables",
+        sql: include_str!("../migrations/sqlite/0003_clustered_tables.sql"),
+        then: None,
+    },
+    Migration {
+        version: 4,
+        name: "compact outbox",
+        sql: include_str!("../migrations/sqlite/0004_compact_outbox.sql"),
+        then: Some(crate::legacy::reencode_outbox_records),
+    },
 ];
 
 /// How often the background checkpointer copies committed WAL frames into the database file.
@@ -41,6 +64,19 @@ const CHECKPOINT_IDLE_INTERVAL: std::time::Duration = std::time::Duration::from_
 /// ...or, under sustained load, after this many commits whatever the queue. The background
 /// checkpointer has already copied nearly everything, so this one is short.
 const CHECKPOINT_EVERY_COMMITS: u32 = 1_000;
+
+/// Bits of an outbox rowid that hold the event's seq; the target's id is above them
+/// (`(target << 44) | seq`, see migration 4).
+const SEQ_BITS: u32 = 44;
+/// Largest interned target id that fits in a rowid above the seq.
+const MAX_TARGET_ID: i64 = (1 << (63 - SEQ_BITS)) - 1;
+/// Largest seq.
+const MAX_SEQ: i64 = (1 << SEQ_BITS) - 1;
+/// The rowid range of one target's deliveries, by its key (?1): no rows for an unknown key.
+const TARGET_RANGE: &str = "BETWEEN (SELECT id << 44 FROM outbox_targets WHERE key = ?1)
+        AND (SELECT (id << 44) | 17592186044415 FROM outbox_targets WHERE key = ?1)";
+/// The rowid of one delivery, by the target's key (?1) and the event's seq (?2).
+const DELIVERY_ID: &str = "((SELECT id FROM outbox_targets WHERE key = ?1) << 44) | ?2";
 
 /// Most submissions folded into one transaction.
 const MAX_GROUP: usize = 1024;
@@ -106,6 +142,7 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -4_096)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         migrate(&mut conn)?;
+        let outbox = OutboxWriter::new(&conn)?;
         let reader = Connection::open(path)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         reader.pragma_update(None, "query_only", "ON")?;
@@ -114,7 +151,7 @@ impl SqliteStore {
         let writer_signal = signal.clone();
         thread::Builder::new()
             .name("carillon-store".into())
-            .spawn(move || writer_loop(conn, rx, &writer_signal))
+            .spawn(move || writer_loop(conn, outbox, rx, &writer_signal))
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let checkpointer = Connection::open(path)?;
@@ -181,7 +218,9 @@ impl Store for SqliteStore {
     fn outbox_targets(&self) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT DISTINCT target FROM outbox_deliveries WHERE dead_at IS NULL",
+                "SELECT key FROM outbox_targets t
+                 WHERE EXISTS (SELECT 1 FROM outbox o
+                               WHERE o.id BETWEEN t.id << 44 AND (t.id << 44) | 17592186044415)",
             )?;
             let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -195,21 +234,22 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT d.seq, d.attempts, e.record
-                 FROM outbox_deliveries d JOIN outbox_events e ON e.seq = d.seq
-                 WHERE d.target = ?1 AND d.dead_at IS NULL AND d.next_attempt <= ?2
-                 ORDER BY d.seq
-                 LIMIT ?3",
-            )?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT id & {MAX_SEQ}, attempts, record FROM outbox
+                 WHERE id {TARGET_RANGE} AND next_attempt <= ?2
+                 ORDER BY id
+                 LIMIT ?3"
+            ))?;
             let mut rows = stmt.query(params![target, sql_time(now), limit as i64])?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
                 let seq: i64 = row.get(0)?;
                 let attempts: i64 = row.get(1)?;
-                let record: String = row.get(2)?;
-                let event: Event = serde_json::from_str(&record)
-                    .map_err(|e| StoreError::Corrupt(format!("outbox event {seq}: {e}")))?;
+                let event = match row.get_ref(2)? {
+                    ValueRef::Blob(record) => crate::record::decode(record),
+                    _ => Err("not a binary record".to_owned()),
+                }
+                .map_err(|e| StoreError::Corrupt(format!("outbox event {seq}: {e}")))?;
                 out.push(Delivery {
                     seq: seq as u64,
                     target: target.to_owned(),
@@ -224,10 +264,9 @@ impl Store for SqliteStore {
     fn outbox_next_due(&self, target: &str) -> Result<Option<EpochMillis>, StoreError> {
         self.read(|conn| {
             let next: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT MIN(next_attempt) FROM outbox_deliveries
-                     WHERE target = ?1 AND dead_at IS NULL",
-                )?
+                .prepare_cached(&format!(
+                    "SELECT MIN(next_attempt) FROM outbox WHERE id {TARGET_RANGE}"
+                ))?
                 .query_row([target], |row| row.get(0))?;
             Ok(next.map(|n| n.max(0) as u64))
         })
@@ -235,9 +274,19 @@ impl Store for SqliteStore {
 
     fn outbox_counts(&self) -> Result<Vec<TargetCounts>, StoreError> {
         self.read(|conn| {
+            // Pending: each target's rowid range; abandoned: a scan of the (small) table of
+            // given-up deliveries.
             let mut stmt = conn.prepare_cached(
-                "SELECT target, SUM(dead_at IS NULL), SUM(dead_at IS NOT NULL)
-                 FROM outbox_deliveries GROUP BY target ORDER BY target",
+                "SELECT key, pending, abandoned FROM (
+                     SELECT t.key AS key,
+                            (SELECT COUNT(*) FROM outbox o
+                             WHERE o.id BETWEEN t.id << 44 AND (t.id << 44) | 17592186044415)
+                              AS pending,
+                            (SELECT COUNT(*) FROM outbox_abandoned a WHERE a.id >> 44 = t.id)
+                              AS abandoned
+                     FROM outbox_targets t)
+                 WHERE pending + abandoned > 0
+                 ORDER BY key",
             )?;
             let rows = stmt.query_map([], |row| {
                 Ok(TargetCounts {
@@ -279,15 +328,19 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         [],
         |row| row.get(0),
     )?;
-    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    let newest = MIGRATIONS.last().map_or(0, |m| m.version);
     if current > newest {
         return Err(StoreError::Corrupt(format!(
             "the database has schema version {current}, newer than this binary's {newest}"
         )));
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let (version, name) = (m.version, m.name);
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        tx.execute_batch(m.sql)?;
+        if let Some(then) = m.then {
+            then(&tx)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, strftime('%s','now'))",
             params![version, name],
@@ -298,7 +351,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, signal: &OutboxSignal) {
+fn writer_loop(
+    mut conn: Connection,
+    mut outbox: OutboxWriter,
+    rx: mpsc::Receiver<Request>,
+    signal: &OutboxSignal,
+) {
     let mut since_checkpoint: u32 = 0;
     let mut last_checkpoint = std::time::Instant::now();
     loop {
@@ -325,7 +383,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, signal: &Outbo
             match request {
                 Request::Load(reply) => {
                     // Loads are rare (start-up): flush what is queued before answering.
-                    flush(&mut conn, std::mem::take(&mut commits), signal);
+                    flush(&mut conn, &mut outbox, std::mem::take(&mut commits), signal);
                     let _ = reply.send(load(&conn));
                 }
                 Request::Commit(work, reply) => commits.push((work, reply)),
@@ -335,7 +393,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, signal: &Outbo
             }
         }
         since_checkpoint += 1;
-        flush(&mut conn, commits, signal);
+        flush(&mut conn, &mut outbox, commits, signal);
         if since_checkpoint >= CHECKPOINT_EVERY_COMMITS {
             checkpoint(&conn);
             since_checkpoint = 0;
@@ -357,28 +415,136 @@ fn checkpoint(conn: &Connection) {
 
 type Pending = (Work, tokio::sync::oneshot::Sender<Result<(), StoreError>>);
 
+/// The writer's side of the outbox: interned target ids, the next event number, and a
+/// record buffer reused from one event to the next (the API path allocates nothing per event
+/// here once its targets are known).
+struct OutboxWriter {
+    /// Target -> (id in outbox_targets, key). A memo of that table, valid within the current
+    /// transaction: an entry added by a transaction that then fails would name a row that
+    /// does not exist, so a failed transaction (and a prune that removed targets) clears it,
+    /// and it is refilled from the table on demand.
+    ids: HashMap<EventTarget, (i64, String)>,
+    /// The `seq` of the next event. Numbers of a failed transaction are simply skipped.
+    next_seq: i64,
+    record: Vec<u8>,
+    /// Targets that got events in the current flush (id, key): raised after the commit.
+    touched: Vec<(i64, String)>,
+}
+
+impl OutboxWriter {
+    fn new(conn: &Connection) -> Result<OutboxWriter, StoreError> {
+        // The largest seq: from the end of each target's rowid range (no scan of the backlog)
+        // and among the abandoned deliveries (a short table), so no number is ever reused.
+        let last: i64 = conn.query_row(
+            "SELECT MAX(
+                 (SELECT COALESCE(MAX(
+                      (SELECT MAX(o.id) FROM outbox o
+                       WHERE o.id BETWEEN t.id << 44 AND (t.id << 44) | 17592186044415)
+                      & 17592186044415), 0)
+                  FROM outbox_targets t),
+                 (SELECT COALESCE(MAX(id & 17592186044415), 0) FROM outbox_abandoned))",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(OutboxWriter {
+            ids: HashMap::new(),
+            next_seq: last + 1,
+            record: Vec::with_capacity(256),
+            touched: Vec::new(),
+        })
+    }
+
+    /// The id of `target`, interning it if needed (inside the caller's transaction).
+    fn target_id(&mut self, tx: &Transaction<'_>, target: &EventTarget) -> Result<i64, StoreError> {
+        if let Some((id, _)) = self.ids.get(target) {
+            return Ok(*id);
+        }
+        let key = target.key();
+        let existing: Option<i64> = tx
+            .prepare_cached("SELECT id FROM outbox_targets WHERE key = ?1")?
+            .query_row([&key], |row| row.get(0))
+            .optional()?;
+        let id: i64 = match existing {
+            Some(id) => id,
+            None => tx
+                .prepare_cached("INSERT INTO outbox_targets (key) VALUES (?1) RETURNING id")?
+                .query_row([&key], |row| row.get(0))?,
+        };
+        if !(0..=MAX_TARGET_ID).contains(&id) {
+            return Err(StoreError::Corrupt(format!(
+                "outbox target id {id} out of range"
+            )));
+        }
+        self.ids.insert(target.clone(), (id, key));
+        Ok(id)
+    }
+
+    /// Writes `event`: one row per distinct target, all with the same seq and record.
+    fn write(&mut self, tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> {
+        let targets = &event.meeting.targets;
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let seq = self.next_seq;
+        if seq > MAX_SEQ {
+            return Err(StoreError::Database(
+                "the outbox ran out of event numbers".into(),
+            ));
+        }
+        self.next_seq += 1;
+        self.record.clear();
+        crate::record::encode(event, &mut self.record);
+        let mut insert =
+            tx.prepare_cached("INSERT INTO outbox (id, created_at, record) VALUES (?1, ?2, ?3)")?;
+        for (i, target) in targets.iter().enumerate() {
+            // A handful of targets: a repeated one is found by looking back.
+            if targets[..i].contains(target) {
+                continue;
+            }
+            let id = self.target_id(tx, target)?;
+            let rowid = (id << SEQ_BITS) | seq;
+            insert.execute(params![rowid, sql_time(event.time), &self.record])?;
+            if !self.touched.iter().any(|(t, _)| *t == id)
+                && let Some((_, key)) = self.ids.get(target)
+            {
+                self.touched.push((id, key.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Commits a group in one transaction. If that fails, each submission is retried alone so one
 /// bad change cannot fail its neighbours. Once durable, the outbox signal is raised for the
 /// targets of the events written.
-fn flush(conn: &mut Connection, commits: Vec<Pending>, signal: &OutboxSignal) {
+fn flush(
+    conn: &mut Connection,
+    outbox: &mut OutboxWriter,
+    commits: Vec<Pending>,
+    signal: &OutboxSignal,
+) {
     if commits.is_empty() {
         return;
     }
-    let mut targets: HashSet<String> = HashSet::new();
+    outbox.touched.clear();
     let group = conn.transaction().map_err(StoreError::from).and_then(|tx| {
         for (work, _) in &commits {
             match work {
-                Work::Changes(changes) => apply(&tx, changes, &mut targets)?,
+                Work::Changes(changes) => apply(&tx, outbox, changes)?,
                 Work::Settle(settlements) => settle(&tx, settlements)?,
-                Work::Prune(dead_before) => prune(&tx, *dead_before)?,
+                Work::Prune(dead_before) => prune(&tx, outbox, *dead_before)?,
             }
         }
         tx.commit().map_err(StoreError::from)
     });
+    if group.is_err() {
+        // Interned ids written by the failed transaction were rolled back with it.
+        outbox.ids.clear();
+    }
     match group {
         Ok(()) => {
-            if !targets.is_empty() {
-                signal.raise(targets.iter().map(String::as_str));
+            if !outbox.touched.is_empty() {
+                signal.raise(outbox.touched.iter().map(|(_, key)| key.as_str()));
             }
             for (_, reply) in commits {
                 let _ = reply.send(Ok(()));
@@ -392,7 +558,7 @@ fn flush(conn: &mut Connection, commits: Vec<Pending>, signal: &OutboxSignal) {
         Err(e) => {
             tracing::warn!(error = %e, size = commits.len(), "group commit failed; retrying one by one");
             for one in commits {
-                flush(conn, vec![one], signal);
+                flush(conn, outbox, vec![one], signal);
             }
         }
     }
@@ -402,12 +568,8 @@ fn settle(tx: &Transaction<'_>, settlements: &[Settlement]) -> Result<(), StoreE
     for s in settlements {
         match s {
             Settlement::Delivered { seq, target } => {
-                let removed = tx
-                    .prepare_cached("DELETE FROM outbox_deliveries WHERE target = ?1 AND seq = ?2")?
-                    .execute(params![target, *seq as i64])?;
-                if removed > 0 {
-                    settled_one(tx, *seq)?;
-                }
+                tx.prepare_cached(&format!("DELETE FROM outbox WHERE id = {DELIVERY_ID}"))?
+                    .execute(params![target, sql_seq(*seq)])?;
             }
             Settlement::Retry {
                 seq,
@@ -415,14 +577,13 @@ fn settle(tx: &Transaction<'_>, settlements: &[Settlement]) -> Result<(), StoreE
                 next_attempt,
                 error,
             } => {
-                tx.prepare_cached(
-                    "UPDATE outbox_deliveries
-                     SET attempts = attempts + 1, next_attempt = ?3, last_error = ?4
-                     WHERE seq = ?1 AND target = ?2 AND dead_at IS NULL",
-                )?
+                tx.prepare_cached(&format!(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?3, last_error = ?4
+                     WHERE id = {DELIVERY_ID}"
+                ))?
                 .execute(params![
-                    *seq as i64,
                     target,
+                    sql_seq(*seq),
                     sql_time(*next_attempt),
                     error
                 ])?;
@@ -433,12 +594,15 @@ fn settle(tx: &Transaction<'_>, settlements: &[Settlement]) -> Result<(), StoreE
                 at,
                 error,
             } => {
-                tx.prepare_cached(
-                    "UPDATE outbox_deliveries
-                     SET attempts = attempts + 1, dead_at = ?3, last_error = ?4
-                     WHERE seq = ?1 AND target = ?2 AND dead_at IS NULL",
-                )?
-                .execute(params![*seq as i64, target, sql_time(*at), error])?;
+                // Moved to the abandoned deliveries (a no-op if it is no longer pending).
+                tx.prepare_cached(&format!(
+                    "INSERT INTO outbox_abandoned (dead_at, id, created_at, attempts, last_error, record)
+                     SELECT ?3, id, created_at, attempts + 1, ?4, record FROM outbox
+                     WHERE id = {DELIVERY_ID}"
+                ))?
+                .execute(params![target, sql_seq(*seq), sql_time(*at), error])?;
+                tx.prepare_cached(&format!("DELETE FROM outbox WHERE id = {DELIVERY_ID}"))?
+                    .execute(params![target, sql_seq(*seq)])?;
             }
             Settlement::AbandonOlder {
                 target,
@@ -447,16 +611,21 @@ fn settle(tx: &Transaction<'_>, settlements: &[Settlement]) -> Result<(), StoreE
                 error,
             } => {
                 let n = tx
-                    .prepare_cached(
-                        "UPDATE outbox_deliveries SET dead_at = ?3, last_error = ?4
-                         WHERE target = ?1 AND dead_at IS NULL AND created_at < ?2",
-                    )?
+                    .prepare_cached(&format!(
+                        "INSERT INTO outbox_abandoned (dead_at, id, created_at, attempts, last_error, record)
+                         SELECT ?3, id, created_at, attempts, ?4, record FROM outbox
+                         WHERE id {TARGET_RANGE} AND created_at < ?2"
+                    ))?
                     .execute(params![
                         target,
                         sql_time(*created_before),
                         sql_time(*at),
                         error
                     ])?;
+                tx.prepare_cached(&format!(
+                    "DELETE FROM outbox WHERE id {TARGET_RANGE} AND created_at < ?2"
+                ))?
+                .execute(params![target, sql_time(*created_before)])?;
                 tracing::debug!(target, abandoned = n, "outbox: gave up old deliveries");
             }
         }
@@ -464,49 +633,51 @@ fn settle(tx: &Transaction<'_>, settlements: &[Settlement]) -> Result<(), StoreE
     Ok(())
 }
 
+/// A delivery's seq as SQLite's integer (out-of-range values match no row).
+fn sql_seq(seq: u64) -> i64 {
+    i64::try_from(seq).map_or(-1, |s| if s > MAX_SEQ { -1 } else { s })
+}
+
 /// Epoch milliseconds as SQLite's signed integer (far-future values saturate).
 fn sql_time(t: EpochMillis) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
-/// One delivery of event `seq` is gone: the event goes with its last one.
-fn settled_one(tx: &Transaction<'_>, seq: u64) -> Result<(), StoreError> {
-    let remaining: Option<i64> = tx
+/// Removes deliveries abandoned before `dead_before`, and the targets left with no delivery
+/// (so the target table stays as small as the set of targets in use).
+fn prune(
+    tx: &Transaction<'_>,
+    outbox: &mut OutboxWriter,
+    dead_before: EpochMillis,
+) -> Result<(), StoreError> {
+    let pruned = tx
+        .prepare_cached("DELETE FROM outbox_abandoned WHERE dead_at < ?1")?
+        .execute([sql_time(dead_before)])?;
+    if pruned > 0 {
+        tracing::info!(pruned, "outbox: removed abandoned deliveries");
+    }
+    let unused = tx
         .prepare_cached(
-            "UPDATE outbox_events SET remaining = remaining - 1 WHERE seq = ?1 RETURNING remaining",
+            "DELETE FROM outbox_targets
+             WHERE NOT EXISTS (SELECT 1 FROM outbox o
+                               WHERE o.id BETWEEN outbox_targets.id << 44
+                                              AND (outbox_targets.id << 44) | 17592186044415)
+               AND NOT EXISTS (SELECT 1 FROM outbox_abandoned a
+                               WHERE a.id >> 44 = outbox_targets.id)",
         )?
-        .query_row([seq as i64], |row| row.get(0))
-        .optional()?;
-    if remaining.is_some_and(|r| r <= 0) {
-        tx.prepare_cached("DELETE FROM outbox_events WHERE seq = ?1")?
-            .execute([seq as i64])?;
+        .execute([])?;
+    if unused > 0 {
+        // Later submissions of this transaction look their targets up again.
+        outbox.ids.clear();
     }
     Ok(())
 }
 
-fn prune(tx: &Transaction<'_>, dead_before: EpochMillis) -> Result<(), StoreError> {
-    let seqs: Vec<i64> = {
-        let mut stmt = tx.prepare_cached(
-            "DELETE FROM outbox_deliveries WHERE dead_at IS NOT NULL AND dead_at < ?1
-             RETURNING seq",
-        )?;
-        let rows = stmt.query_map([sql_time(dead_before)], |row| row.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for seq in &seqs {
-        settled_one(tx, *seq as u64)?;
-    }
-    if !seqs.is_empty() {
-        tracing::info!(pruned = seqs.len(), "outbox: removed abandoned deliveries");
-    }
-    Ok(())
-}
-
-/// Writes `changes`; adds the targets of the events written to `targets`.
+/// Writes `changes`, events included.
 fn apply(
     tx: &Transaction<'_>,
+    outbox: &mut OutboxWriter,
     changes: &[Change],
-    targets: &mut HashSet<String>,
 ) -> Result<(), StoreError> {
     for change in changes {
         match change {
@@ -558,31 +729,7 @@ fn apply(
                 )?
                 .execute([meeting.to_string(), attendee.to_string()])?;
             }
-            Change::Event(event) => {
-                let mut keys: Vec<String> = event.targets.iter().map(|t| t.key()).collect();
-                keys.sort_unstable();
-                keys.dedup();
-                let record = serde_json::to_string(event)
-                    .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
-                tx.prepare_cached(
-                    "INSERT INTO outbox_events (created_at, remaining, record) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![
-                    sql_time(event.time),
-                    keys.len() as i64,
-                    record
-                ])?;
-                let seq = tx.last_insert_rowid();
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO outbox_deliveries (target, seq, created_at) VALUES (?1, ?2, ?3)",
-                )?;
-                for key in keys {
-                    insert.execute(params![key, seq, sql_time(event.time)])?;
-                    if !targets.contains(&key) {
-                        targets.insert(key);
-                    }
-                }
-            }
+            Change::Event(event) => outbox.write(tx, event)?,
         }
     }
     Ok(())

@@ -154,7 +154,7 @@ fn everything_survives_a_reopen() {
     let mut loaded: Vec<Attendee> = snapshot.attendees.clone();
     loaded.sort_by_key(|a| a.seq);
     assert_eq!(loaded, kept);
-    assert_eq!(carillon_store::schema_version(&path).unwrap(), Some(3));
+    assert_eq!(carillon_store::schema_version(&path).unwrap(), Some(4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +280,20 @@ fn events_are_written_with_their_change_and_survive_a_reopen() {
     let due = store.outbox_due(HOOK, 5_000, 100).unwrap();
     assert_eq!(due.len(), 4);
     assert_eq!(due[0].event.kind, EventKind::MeetingStarted);
-    assert_eq!(due[0].event.meeting_id, meeting.id);
+    assert_eq!(due[0].event.meeting.meeting_id, meeting.id);
+    // The record read back is the event that was written (the targets are the rows').
+    assert_eq!(due[0].event.meeting.account, "000000000000");
+    assert_eq!(
+        due[1].event.attendee.as_ref().unwrap().external_user_id,
+        "u0"
+    );
+    // Each event has one seq, the same for both of its targets.
+    let queue_due = store.outbox_due(QUEUE, 5_000, 100).unwrap();
+    assert_eq!(keys_of(&queue_due), keys_of(&due));
+    assert_eq!(
+        queue_due.iter().map(|d| d.event.id).collect::<Vec<_>>(),
+        due.iter().map(|d| d.event.id).collect::<Vec<_>>()
+    );
     assert!(due.windows(2).all(|w| w[0].seq < w[1].seq));
     assert!(due.iter().all(|d| d.attempts == 0 && d.target == HOOK));
     // Paging: a limit of 3, then the rest.
@@ -353,8 +366,10 @@ fn events_are_written_with_their_change_and_survive_a_reopen() {
     let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
     assert!(store.outbox_counts().unwrap().is_empty());
     assert!(store.outbox_targets().unwrap().is_empty());
-    let conn = rusqlite_count(&path);
-    assert_eq!(conn, (0, 0));
+    // No row left; the interned target stays until the next prune.
+    assert_eq!(rusqlite_count(&path), (0, 1));
+    store.outbox_prune(0).wait().unwrap();
+    assert_eq!(rusqlite_count(&path), (0, 0));
 }
 
 #[test]
@@ -407,81 +422,201 @@ fn abandon_older_gives_up_a_whole_backlog() {
     assert_eq!(hook.abandoned, 0);
 }
 
-/// (events, deliveries) rows in the file, read with a separate connection.
+/// (outbox rows, interned targets) in the file, read with a separate connection.
 fn rusqlite_count(path: &std::path::Path) -> (i64, i64) {
     let conn = rusqlite::Connection::open(path).unwrap();
-    let events = conn
-        .query_row("SELECT COUNT(*) FROM outbox_events", [], |r| r.get(0))
+    let rows = conn
+        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
         .unwrap();
-    let deliveries = conn
-        .query_row("SELECT COUNT(*) FROM outbox_deliveries", [], |r| r.get(0))
+    let targets = conn
+        .query_row("SELECT COUNT(*) FROM outbox_targets", [], |r| r.get(0))
         .unwrap();
-    (events, deliveries)
+    (rows, targets)
 }
 
 #[test]
-fn migrations_keep_existing_data() {
-    // A database as the first release left it: schema 1 with a meeting and two attendees.
+fn one_row_per_event_and_target_and_targets_are_interned() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("carillon.db");
-    let meeting = {
-        let mut p = plane();
-        let caller = Caller {
-            region: "us-east-1".into(),
-        };
-        let m = p
-            .create_meeting(
-                CreateMeeting {
-                    client_request_token: None,
-                    spec: spec("old"),
-                },
-                &caller,
-                0,
-            )
-            .unwrap();
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(include_str!("../migrations/sqlite/0001_initial.sql"))
-            .unwrap();
-        conn.execute_batch(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);
-             INSERT INTO schema_migrations VALUES (1, 'initial', 0);",
-        )
-        .unwrap();
-        conn.execute(
-            "INSERT INTO meetings (meeting_id, created_at, record) VALUES (?1, 0, ?2)",
-            rusqlite::params![m.id.to_string(), serde_json::to_string(&m).unwrap()],
-        )
-        .unwrap();
-        for (seq, id) in [
-            (1, "61d83b5d-598d-319f-f4b3-b2062ed873cc"),
-            (2, "71d83b5d-598d-319f-f4b3-b2062ed873cc"),
-        ] {
-            conn.execute(
-                "INSERT INTO attendees VALUES (?1, ?2, ?3, 'user', 'token', 'SendReceive', 'Receive', 'None')",
-                rusqlite::params![id, m.id.to_string(), seq],
-            )
-            .unwrap();
-        }
-        m
-    };
     let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
-    let snapshot = store.load().unwrap();
-    assert_eq!(snapshot.meetings, vec![meeting.clone()]);
-    assert_eq!(snapshot.attendees.len(), 2);
-    assert_eq!(
-        snapshot.attendees[1].capabilities.video,
-        MediaCapability::Receive
-    );
-    // The migrated tables take new writes.
-    store
-        .commit(vec![Change::RemoveAttendee(
-            meeting.id,
-            snapshot.attendees[0].id,
-        )])
-        .wait()
+    let mut p = outbox_plane();
+    let caller = Caller {
+        region: "us-east-1".into(),
+    };
+    // The same webhook twice in the global targets: still one row per event for it.
+    p.set_event_targets(vec![
+        EventTarget::Webhook("http://127.0.0.1:9/hook".into()),
+        EventTarget::Webhook("http://127.0.0.1:9/hook".into()),
+    ]);
+    for i in 0..3 {
+        p.create_meeting(
+            CreateMeeting {
+                client_request_token: None,
+                spec: spec(&format!("m{i}")),
+            },
+            &caller,
+            10,
+        )
         .unwrap();
+        store.commit(p.take_changes()).wait().unwrap();
+    }
+    // Three events, two targets each; two interned targets.
+    assert_eq!(rusqlite_count(&path), (6, 2));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let keys: Vec<String> = conn
+        .prepare("SELECT key FROM outbox_targets ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(keys, [QUEUE, HOOK]);
+    let blobs: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE typeof(record) = 'blob' AND length(record) < 120",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(blobs, 6, "compact binary records");
+    // Event numbers keep increasing across a restart.
+    let first: Vec<u64> = store
+        .outbox_due(HOOK, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|d| d.seq)
+        .collect();
+    assert_eq!(first.len(), 3);
     drop(store);
     let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
-    assert_eq!(store.load().unwrap().attendees.len(), 1);
-    assert_eq!(carillon_store::schema_version(&path).unwrap(), Some(3));
+    p.create_meeting(
+        CreateMeeting {
+            client_request_token: None,
+            spec: spec("m3"),
+        },
+        &caller,
+        11,
+    )
+    .unwrap();
+    store.commit(p.take_changes()).wait().unwrap();
+    let after: Vec<u64> = store
+        .outbox_due(HOOK, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|d| d.seq)
+        .collect();
+    assert_eq!(after.len(), 4);
+    assert!(after[3] > first[2]);
+    // Pruning drops targets nobody uses any more; new events intern them again.
+    let all: Vec<carillon_store::Settlement> = [QUEUE, HOOK]
+        .iter()
+        .flat_map(|t| {
+            store.outbox_due(t, 0, 10).unwrap().into_iter().map(|d| {
+                carillon_store::Settlement::Delivered {
+                    seq: d.seq,
+                    target: t.to_string(),
+                }
+            })
+        })
+        .collect();
+    store.outbox_settle(all).wait().unwrap();
+    store.outbox_prune(0).wait().unwrap();
+    assert_eq!(rusqlite_count(&path), (0, 0));
+    p.create_meeting(
+        CreateMeeting {
+            client_request_token: None,
+            spec: spec("m4"),
+        },
+        &caller,
+        12,
+    )
+    .unwrap();
+    store.commit(p.take_changes()).wait().unwrap();
+    assert_eq!(rusqlite_count(&path), (2, 2));
+    assert_eq!(store.outbox_due(HOOK, 0, 10).unwrap().len(), 1);
+}
+
+/// A database as version 3 left it, with pending deliveries in the old tables.
+fn version_3_database(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);
+         INSERT INTO schema_migrations VALUES (1, 'initial', 0), (2, 'outbox', 0), (3, 'clustered tables', 0);",
+    )
+    .unwrap();
+    conn.execute_batch(include_str!("../migrations/sqlite/0001_initial.sql"))
+        .unwrap();
+    conn.execute_batch(include_str!("../migrations/sqlite/0002_outbox.sql"))
+        .unwrap();
+    conn.execute_batch(include_str!(
+        "../migrations/sqlite/0003_clustered_tables.sql"
+    ))
+    .unwrap();
+    let added = r#"{"id":"5ee6265a-0a40-404e-98fd-a3b4bdd78483","kind":"AttendeeAdded","time":1000,"account":"000000000000","control_region":"us-east-1","media_region":"eu-west-2","meeting_id":"4101582d-72d2-451b-8ac0-f0f127992713","external_meeting_id":"standup","attendee_id":"61d83b5d-598d-319f-f4b3-b2062ed873cc","external_user_id":"alice","transcription":null}"#;
+    let content = r#"{"id":"6ee6265a-0a40-404e-98fd-a3b4bdd78483","kind":"AttendeeContentJoined","time":2000,"account":"000000000000","control_region":"us-east-1","media_region":"eu-west-2","meeting_id":"4101582d-72d2-451b-8ac0-f0f127992713","external_meeting_id":"standup","attendee_id":"61d83b5d-598d-319f-f4b3-b2062ed873cc#content","external_user_id":"alice#content","transcription":null}"#;
+    conn.execute(
+        "INSERT INTO outbox_events (seq, created_at, remaining, record) VALUES (7, 1000, 2, ?1), (9, 2000, 1, ?2), (11, 3000, 1, '{broken')",
+        [added, content],
+    )
+    .unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO outbox_deliveries (target, seq, created_at, attempts, next_attempt, last_error) VALUES
+           ('{HOOK}', 7, 1000, 2, 5000, 'HTTP 503'),
+           ('{QUEUE}', 7, 1000, 0, 0, NULL),
+           ('{HOOK}', 9, 2000, 0, 0, NULL),
+           ('{QUEUE}', 11, 3000, 0, 0, NULL);"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn migration_4_moves_and_reencodes_pending_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carillon.db");
+    version_3_database(&path);
+    let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
+    assert_eq!(carillon_store::schema_version(&path).unwrap(), Some(4));
+    let mut targets = store.outbox_targets().unwrap();
+    targets.sort();
+    assert_eq!(targets, [QUEUE, HOOK]);
+    // The webhook's deliveries keep their seq, attempts and schedule; the ids are the same.
+    let hook = store.outbox_due(HOOK, 10_000, 10).unwrap();
+    assert_eq!(
+        hook.iter()
+            .map(|d| (d.seq, d.attempts, d.event.id.to_string()))
+            .collect::<Vec<_>>(),
+        [
+            (7, 2, "5ee6265a-0a40-404e-98fd-a3b4bdd78483".to_owned()),
+            (9, 0, "6ee6265a-0a40-404e-98fd-a3b4bdd78483".to_owned())
+        ]
+    );
+    assert_eq!(store.outbox_due(HOOK, 4_999, 10).unwrap().len(), 1);
+    let content = hook[1].event.attendee.as_ref().unwrap();
+    assert!(content.content);
+    assert_eq!(content.external_user_id, "alice#content");
+    assert_eq!(hook[1].event.meeting.media_region, "eu-west-2");
+    // The unreadable record is kept, abandoned; the queue's readable one is pending.
+    let queue = store.outbox_due(QUEUE, 10_000, 10).unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].event.kind, EventKind::AttendeeAdded);
+    let counts = store.outbox_counts().unwrap();
+    let q = counts.iter().find(|c| c.target == QUEUE).unwrap();
+    assert_eq!((q.pending, q.abandoned), (1, 1));
+    // New events continue after the largest seq.
+    let mut p = outbox_plane();
+    p.create_meeting(
+        CreateMeeting {
+            client_request_token: None,
+            spec: spec("new"),
+        },
+        &Caller {
+            region: "us-east-1".into(),
+        },
+        20,
+    )
+    .unwrap();
+    store.commit(p.take_changes()).wait().unwrap();
+    let hook = store.outbox_due(HOOK, 10_000, 10).unwrap();
+    assert_eq!(hook.len(), 3);
+    assert!(hook[2].seq > 11);
 }

@@ -493,6 +493,112 @@ async fn a_refusing_webhook_gets_everything_once_it_accepts_even_across_a_crash(
     drop(server);
 }
 
+#[tokio::test]
+async fn attendees_still_connected_leave_before_the_meeting_ends_and_only_once() {
+    let (receiver, url) = Receiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        tmp.path(),
+        &[],
+        &[
+            ("CARILLON_WEBHOOKS", url.as_str()),
+            ("CARILLON_WEBHOOK_SECRET", SECRET),
+        ],
+    );
+    let client = server.client();
+    let out = client
+        .create_meeting_with_attendees()
+        .media_region("us-east-1")
+        .external_meeting_id("ends-while-connected")
+        .attendees(
+            CreateAttendeeRequestItem::builder()
+                .external_user_id("alice")
+                .build()
+                .unwrap(),
+        )
+        .attendees(
+            CreateAttendeeRequestItem::builder()
+                .external_user_id("bob")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let meeting = out.meeting().unwrap();
+    let meeting_id = meeting.meeting_id().unwrap().to_owned();
+    let signaling = meeting
+        .media_placement()
+        .unwrap()
+        .signaling_url()
+        .unwrap()
+        .to_owned();
+    // Both join and stay connected.
+    let mut sockets = Vec::new();
+    for (i, a) in out.attendees().iter().enumerate() {
+        let mut socket = open(&signaling, a.join_token().unwrap()).await;
+        send(
+            &mut socket,
+            SdkSignalFrame {
+                join: Some(SdkJoinFrame {
+                    protocol_version: Some(2),
+                    flags: Some(2),
+                    audio_session_id: Some(i as u64 + 1),
+                    ..Default::default()
+                }),
+                ..SdkSignalFrame::new(FrameType::Join, 0)
+            },
+        )
+        .await;
+        expect(&mut socket, FrameType::JoinAck).await;
+        sockets.push(socket);
+    }
+    receiver.wait_for(&[("chime:AttendeeJoined", 2)]).await;
+    client
+        .delete_meeting()
+        .meeting_id(&meeting_id)
+        .send()
+        .await
+        .unwrap();
+    receiver
+        .wait_for(&[("chime:AttendeeLeft", 2), ("chime:MeetingEnded", 1)])
+        .await;
+    // The media plane closes the sockets and reports both departures after the end: they
+    // must not come a second time.
+    for mut socket in sockets {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(Some(Ok(_))) = tokio::time::timeout_at(deadline, socket.next()).await {}
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = dedupe(&receiver.received());
+    let counts = count_types(&events);
+    assert_eq!(counts.get("chime:AttendeeLeft"), Some(&2), "{counts:?}");
+    assert_eq!(counts.get("chime:MeetingEnded"), Some(&1), "{counts:?}");
+    assert!(!counts.contains_key("chime:AttendeeDropped"), "{counts:?}");
+    let time_of = |e: &serde_json::Value| e["detail"]["timestamp"].as_u64().unwrap();
+    let ended = events
+        .iter()
+        .find(|e| e["detail"]["eventType"] == "chime:MeetingEnded")
+        .map(time_of)
+        .unwrap();
+    let mut left_users = Vec::new();
+    for e in events
+        .iter()
+        .filter(|e| e["detail"]["eventType"] == "chime:AttendeeLeft")
+    {
+        assert!(time_of(e) < ended, "AttendeeLeft sorts before MeetingEnded");
+        assert_eq!(e["detail"]["networkType"], "Voip");
+        left_users.push(e["detail"]["externalUserId"].as_str().unwrap().to_owned());
+    }
+    left_users.sort();
+    assert_eq!(left_users, ["alice", "bob"]);
+    assert_eq!(
+        ended,
+        events.iter().map(time_of).max().unwrap(),
+        "nothing after the end"
+    );
+}
+
 struct SystemTimeSecs;
 
 impl SystemTimeSecs {
