@@ -2,7 +2,7 @@
 //! become control-plane events (and so outbox rows), and the delivery workers start with the
 //! node.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use carillon_control::{Attendee, ControlPlane, EpochMillis, EventKind, MeetingId};
 use carillon_events::{Dispatcher, Policy, SinkSettings, Sinks};
@@ -42,19 +42,18 @@ pub fn record_media_event(plane: &mut ControlPlane, event: &MediaEvent, now: Epo
 /// Records `chime:AttendeeAuthorized` for a join token accepted on the signaling WebSocket.
 /// Call it without holding the control-plane lock.
 ///
-/// It runs in the HTTP handler, before the WebSocket upgrade completes, and the caller gives
-/// it only `&App`: the session is not held up for this commit, but its outcome is not
-/// ignored either. A task of the node awaits it and logs a failure (the join itself goes on:
-/// the event is then missing, which the log says).
+/// It runs in the HTTP handler, before the WebSocket upgrade completes: the session is not
+/// held up for this commit, but its outcome is not ignored either. A task awaits it and logs
+/// a failure (the join itself goes on: the event is then missing, which the log says).
 pub fn authorized(app: &App, meeting: MeetingId, attendee: &Attendee, content: bool) {
     let now = app.clock.now_ms();
     let ((), pending) =
         app.mutate(|plane| plane.attendee_authorized(meeting, attendee, content, now));
     let attendee_id = attendee.id;
-    match (running_app(app), tokio::runtime::Handle::try_current()) {
-        (Some(shared), Ok(runtime)) => {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
             runtime.spawn(async move {
-                if let Err(e) = pending.finish(&shared).await {
+                if let Err(e) = pending.finish().await {
                     tracing::error!(
                         %meeting,
                         attendee = %attendee_id,
@@ -65,38 +64,16 @@ pub fn authorized(app: &App, meeting: MeetingId, attendee: &Attendee, content: b
                 }
             });
         }
-        _ => {
-            // Only outside a started node (tests of the HTTP layer): the store still makes
-            // the commit durable on its own, nobody reports a failure.
-            tracing::debug!(%meeting, "AttendeeAuthorized commit not awaited (no running node)");
+        Err(_) => {
+            // Outside a runtime (tests of the HTTP layer): the store still makes the commit
+            // durable on its own, nobody reports a failure.
             drop(pending);
         }
     }
 }
 
-/// The started nodes, so that code handed only `&App` can give a task its own reference.
-/// Weak: a stopped node is not kept alive by this list, and is dropped from it on the next
-/// start.
-static RUNNING: Mutex<Vec<Weak<App>>> = Mutex::new(Vec::new());
-
-fn register(app: &Arc<App>) {
-    let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-    running.retain(|w| w.strong_count() > 0);
-    running.push(Arc::downgrade(app));
-}
-
-fn running_app(app: &App) -> Option<Arc<App>> {
-    RUNNING
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter_map(Weak::upgrade)
-        .find(|a| std::ptr::eq(Arc::as_ptr(a), app))
-}
-
 /// Starts the delivery workers on the node's store.
 pub fn start(app: &Arc<App>, store: Arc<dyn Store>, settings: &EventSettings) -> Arc<Dispatcher> {
-    register(app);
     let sinks = Sinks::new(SinkSettings {
         webhook_secret: settings
             .webhook_secret
