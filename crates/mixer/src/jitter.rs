@@ -14,6 +14,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+/// Windows of excess delay in a row after which the delay is cut even while the source is
+/// loud and mixed (see [`JitterBuffer::excess_persists`]).
+pub(crate) const PERSISTENT_EXCESS_WINDOWS: u32 = 2;
+
 /// Opus frame durations are multiples of 2.5 ms (120 samples at 48 kHz).
 pub(crate) const GRANULE: u32 = 120;
 /// The longest Opus packet: 120 ms at 48 kHz.
@@ -154,6 +158,8 @@ pub(crate) struct JitterBuffer {
     /// The latest complete window showed a frame of excess delay (and nothing since
     /// contradicted it).
     excess: bool,
+    /// Complete windows in a row that showed excess delay (0 after one that did not).
+    excess_windows: u32,
     /// Longest allowed span from the playout point to the end of the newest packet.
     max_span: i64,
     /// A packet this far behind the playout point restarts the playout.
@@ -176,6 +182,7 @@ impl JitterBuffer {
             window_ticks: 0,
             window_gap: false,
             excess: false,
+            excess_windows: 0,
             max_span,
             resync_span: max_span.max(50 * i64::from(frame)),
             overtaken: 0,
@@ -348,6 +355,7 @@ impl JitterBuffer {
             None => {
                 self.window_gap = true;
                 self.excess = false;
+                self.excess_windows = 0;
             }
         }
         self.window_ticks = self.window_ticks.saturating_add(1);
@@ -359,6 +367,11 @@ impl JitterBuffer {
                     .is_some_and(|m| m >= self.frame_dur + self.playout.margin);
             self.reset_window();
             self.excess = excess;
+            self.excess_windows = if excess {
+                self.excess_windows.saturating_add(1)
+            } else {
+                0
+            };
         }
     }
 
@@ -367,6 +380,13 @@ impl JitterBuffer {
     /// window in time.
     pub(crate) fn may_shrink(&self) -> bool {
         self.playout.adaptive && self.state == State::Playing && self.excess
+    }
+
+    /// Whether the excess delay has lasted [`PERSISTENT_EXCESS_WINDOWS`] windows in a row: a
+    /// source that never goes quiet (a continuous talker, music) is cut even while heard,
+    /// rather than keeping the extra delay for the rest of the call.
+    pub(crate) fn excess_persists(&self) -> bool {
+        self.may_shrink() && self.excess_windows >= PERSISTENT_EXCESS_WINDOWS
     }
 
     /// Cuts the delay by one frame: the frame at the playout point is dropped unplayed.
@@ -724,6 +744,42 @@ mod tests {
             b.consume_front(F, &mut pool);
             assert!(!b.may_shrink());
         }
+    }
+
+    #[test]
+    fn an_excess_delay_persists_after_two_windows_in_a_row() {
+        let base = t();
+        let mut b = JitterBuffer::new(F, adaptive(), 10);
+        let mut pool = BufferPool::new(8);
+        // Packet k arrives 30 ms before tick k: one frame and the margin more than needed.
+        let tick = |k: u32| base + TICK * k;
+        let arrive = |k: u32| tick(k) - Duration::from_millis(30);
+        b.push(
+            0,
+            F,
+            &[0],
+            arrive(0),
+            Some(Duration::from_millis(30)),
+            &mut pool,
+        );
+        for k in 0..30 {
+            b.push((k + 1) * F, F, &[0], arrive(k + 1), None, &mut pool);
+            assert!(b.begin_tick(tick(k)));
+            assert_eq!(b.next(F, &mut pool), Next::Packet { skip: 0 });
+            b.consume_front(F, &mut pool);
+            // Windows of 10 ticks: the first verdict at tick 9, the second at tick 19.
+            assert_eq!(b.may_shrink(), k >= 9, "tick {k}");
+            assert_eq!(b.excess_persists(), k >= 19, "tick {k}");
+        }
+        // A window with a gap (a lost packet) starts the count again.
+        b.begin_tick(tick(30));
+        b.next(F, &mut pool);
+        b.consume_front(F, &mut pool);
+        assert!(b.begin_tick(tick(31)));
+        assert_eq!(b.next(F, &mut pool), Next::Conceal { len: F });
+        b.advance(F);
+        assert!(!b.excess_persists());
+        assert!(!b.may_shrink());
     }
 
     #[test]

@@ -64,7 +64,8 @@ pub struct MixerConfig {
     /// moves the playout point back (the delay grows by its lateness, at most
     /// `max_queue_frames` frames), and a delay that was more than a frame longer than needed
     /// for `shrink_after_frames` ticks is cut by one frame while the source is quiet or not
-    /// mixed. Off: the delay is fixed at the start of a playout.
+    /// mixed (or anyway after two such windows in a row). Off: the delay is fixed at the
+    /// start of a playout.
     pub adaptive_playout: bool,
     /// See `adaptive_playout`.
     pub shrink_after_frames: u32,
@@ -98,7 +99,7 @@ impl Default for MixerConfig {
             jitter_frames: 0,
             playout_margin: Duration::from_millis(4),
             adaptive_playout: true,
-            shrink_after_frames: 250,
+            shrink_after_frames: 150,
             max_queue_frames: 10,
             silence_level: SILENT_LEVEL,
             hysteresis_db: 6,
@@ -623,11 +624,14 @@ impl Mixer {
             }
             s.playing = s.jb.begin_tick(tick_time);
             // Cut an excess delay where dropping a frame is not heard: the source is not in
-            // the mix, or quiet.
+            // the mix, or quiet; or, when it has lasted, wherever it is (a talker who never
+            // pauses would otherwise keep it for good).
             if s.playing
                 && s.fifo.is_empty()
                 && s.jb.may_shrink()
-                && (!s.in_mix || dsp::loudness_to_level(s.loudness) >= QUIET_LEVEL)
+                && (!s.in_mix
+                    || dsp::loudness_to_level(s.loudness) >= QUIET_LEVEL
+                    || s.jb.excess_persists())
             {
                 s.jb.shrink(&mut self.pool);
                 s.stats.shrinks += 1;

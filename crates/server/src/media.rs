@@ -111,6 +111,22 @@ pub fn start(
     ))
 }
 
+/// Hands up to `max` already-queued datagrams to the engine, without waiting.
+fn drain_socket(
+    socket: &tokio::net::UdpSocket,
+    engine: &mut Engine,
+    local: std::net::SocketAddr,
+    buf: &mut [u8],
+    max: usize,
+) {
+    for _ in 0..max {
+        match socket.try_recv_from(buf) {
+            Ok((n, source)) => engine.handle_datagram(Instant::now(), source, local, &buf[..n]),
+            Err(_) => break,
+        }
+    }
+}
+
 async fn run(
     socket: std::net::UdpSocket,
     config: EngineConfig,
@@ -139,12 +155,7 @@ async fn run(
                 if let Ok((n, source)) = received {
                     engine.handle_datagram(Instant::now(), source, local, &buf[..n]);
                     // Take what else is already queued before doing anything else.
-                    for _ in 0..64 {
-                        match socket.try_recv_from(&mut buf) {
-                            Ok((n, source)) => engine.handle_datagram(Instant::now(), source, local, &buf[..n]),
-                            Err(_) => break,
-                        }
-                    }
+                    drain_socket(&socket, &mut engine, local, &mut buf, 64);
                 }
             }
             command = commands.recv() => {
@@ -180,7 +191,13 @@ async fn run(
                     },
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => engine.handle_timeout(Instant::now()),
+            _ = tokio::time::sleep_until(deadline) => {
+                // Datagrams that arrived while the thread was busy go first: a mix tick run
+                // before them would count them late, and the jitter buffer would keep that
+                // lateness (our own stall, not the network's) as playout delay.
+                drain_socket(&socket, &mut engine, local, &mut buf, 256);
+                engine.handle_timeout(Instant::now());
+            }
         }
         while let Some(output) = engine.poll_output() {
             match output {
