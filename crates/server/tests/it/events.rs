@@ -6,8 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_sdk_chimesdkmeetings::Client;
 use aws_sdk_chimesdkmeetings::types::{
-    CreateAttendeeRequestItem, EngineTranscribeSettings, TranscribeLanguageCode,
+    Attendee, CreateAttendeeRequestItem, EngineTranscribeSettings, TranscribeLanguageCode,
     TranscriptionConfiguration,
 };
 use carillon_signaling::proto::sdk_signal_frame::Type as FrameType;
@@ -23,6 +24,50 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use crate::harness::Server;
 
 const SECRET: &str = "webhook-test-secret";
+
+/// The server environment that sends every event to the webhook at `url`, signed.
+fn webhook_env(url: &str) -> [(&'static str, &str); 2] {
+    [
+        ("CARILLON_WEBHOOKS", url),
+        ("CARILLON_WEBHOOK_SECRET", SECRET),
+    ]
+}
+
+/// A meeting created with the attendees alice and bob (in that order).
+struct AliceAndBob {
+    meeting_id: String,
+    signaling: String,
+    attendees: Vec<Attendee>,
+}
+
+async fn alice_and_bob(client: &Client, region: &str, external_id: &str) -> AliceAndBob {
+    let item = |user: &str| {
+        CreateAttendeeRequestItem::builder()
+            .external_user_id(user)
+            .build()
+            .unwrap()
+    };
+    let out = client
+        .create_meeting_with_attendees()
+        .media_region(region)
+        .external_meeting_id(external_id)
+        .attendees(item("alice"))
+        .attendees(item("bob"))
+        .send()
+        .await
+        .unwrap();
+    let meeting = out.meeting().unwrap();
+    AliceAndBob {
+        meeting_id: meeting.meeting_id().unwrap().to_owned(),
+        signaling: meeting
+            .media_placement()
+            .unwrap()
+            .signaling_url()
+            .unwrap()
+            .to_owned(),
+        attendees: out.attendees().to_vec(),
+    }
+}
 
 /// One POST as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -208,41 +253,15 @@ async fn a_meeting_lifecycle_reaches_the_webhook_signed_and_exact() {
     let server = Server::start_with_env(
         tmp.path(),
         &["--reconnect-grace", "100ms"],
-        &[
-            ("CARILLON_WEBHOOKS", url.as_str()),
-            ("CARILLON_WEBHOOK_SECRET", SECRET),
-        ],
+        &webhook_env(&url),
     );
     let client = server.client();
-    let out = client
-        .create_meeting_with_attendees()
-        .media_region("eu-west-2")
-        .external_meeting_id("events-it")
-        .attendees(
-            CreateAttendeeRequestItem::builder()
-                .external_user_id("alice")
-                .build()
-                .unwrap(),
-        )
-        .attendees(
-            CreateAttendeeRequestItem::builder()
-                .external_user_id("bob")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let meeting = out.meeting().unwrap();
-    let meeting_id = meeting.meeting_id().unwrap().to_owned();
-    let signaling = meeting
-        .media_placement()
-        .unwrap()
-        .signaling_url()
-        .unwrap()
-        .to_owned();
-    let alice = &out.attendees()[0];
-    let bob = &out.attendees()[1];
+    let AliceAndBob {
+        meeting_id,
+        signaling,
+        attendees,
+    } = alice_and_bob(&client, "eu-west-2", "events-it").await;
+    let (alice, bob) = (&attendees[0], &attendees[1]);
     // A new attendee, then an idempotent repeat (no second AttendeeAdded).
     for _ in 0..2 {
         client
@@ -444,10 +463,7 @@ async fn a_refusing_webhook_gets_everything_once_it_accepts_even_across_a_crash(
         .refuse
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let tmp = tempfile::tempdir().unwrap();
-    let env = [
-        ("CARILLON_WEBHOOKS", url.as_str()),
-        ("CARILLON_WEBHOOK_SECRET", SECRET),
-    ];
+    let env = webhook_env(&url);
     let server = Server::start_with_env(tmp.path(), &[], &env);
     let client = server.client();
     let meeting = client
@@ -497,45 +513,16 @@ async fn a_refusing_webhook_gets_everything_once_it_accepts_even_across_a_crash(
 async fn attendees_still_connected_leave_before_the_meeting_ends_and_only_once() {
     let (receiver, url) = Receiver::start().await;
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_with_env(
-        tmp.path(),
-        &[],
-        &[
-            ("CARILLON_WEBHOOKS", url.as_str()),
-            ("CARILLON_WEBHOOK_SECRET", SECRET),
-        ],
-    );
+    let server = Server::start_with_env(tmp.path(), &[], &webhook_env(&url));
     let client = server.client();
-    let out = client
-        .create_meeting_with_attendees()
-        .media_region("us-east-1")
-        .external_meeting_id("ends-while-connected")
-        .attendees(
-            CreateAttendeeRequestItem::builder()
-                .external_user_id("alice")
-                .build()
-                .unwrap(),
-        )
-        .attendees(
-            CreateAttendeeRequestItem::builder()
-                .external_user_id("bob")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let meeting = out.meeting().unwrap();
-    let meeting_id = meeting.meeting_id().unwrap().to_owned();
-    let signaling = meeting
-        .media_placement()
-        .unwrap()
-        .signaling_url()
-        .unwrap()
-        .to_owned();
+    let AliceAndBob {
+        meeting_id,
+        signaling,
+        attendees,
+    } = alice_and_bob(&client, "us-east-1", "ends-while-connected").await;
     // Both join and stay connected.
     let mut sockets = Vec::new();
-    for (i, a) in out.attendees().iter().enumerate() {
+    for (i, a) in attendees.iter().enumerate() {
         let mut socket = open(&signaling, a.join_token().unwrap()).await;
         send(
             &mut socket,

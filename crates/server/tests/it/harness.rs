@@ -161,14 +161,7 @@ impl Server {
     }
 
     pub fn client_with(&self, akid: &str, secret: &str, region: &str) -> Client {
-        let config = aws_sdk_chimesdkmeetings::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .credentials_provider(Credentials::new(akid, secret, None, None, "test"))
-            .endpoint_url(&self.url)
-            .retry_config(aws_sdk_chimesdkmeetings::config::retry::RetryConfig::disabled())
-            .build();
-        Client::from_conf(config)
+        sdk_client(&self.url, akid, secret, region)
     }
 
     /// Moves the server's lifecycle clock forward.
@@ -251,6 +244,18 @@ impl Drop for Server {
 }
 
 /// Signs a request; returns the headers to send (host excluded: the raw client sends it).
+/// The official SDK client for the server at `url`, retries off.
+pub fn sdk_client(url: &str, akid: &str, secret: &str, region: &str) -> Client {
+    let config = aws_sdk_chimesdkmeetings::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(Credentials::new(akid, secret, None, None, "test"))
+        .endpoint_url(url)
+        .retry_config(aws_sdk_chimesdkmeetings::config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
 pub fn sign(
     method: &str,
     url: &str,

@@ -7,8 +7,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_chimesdkmeetings::Client;
-use aws_sdk_chimesdkmeetings::config::{BehaviorVersion, Credentials, Region};
 use carillon_control::{
     Caller, Change, CreateMeeting, EpochMillis, MeetingId, MeetingSpec, Snapshot,
 };
@@ -19,7 +17,7 @@ use carillon_store::{
     TargetCounts,
 };
 
-use crate::harness::{AKID, SECRET};
+use crate::harness::{AKID, SECRET, sdk_client};
 
 struct FlakyStore {
     inner: SqliteStore,
@@ -108,24 +106,13 @@ async fn start(store: Arc<FlakyStore>, dir: &std::path::Path) -> (Node, String) 
     (node, url)
 }
 
-fn client(url: &str) -> Client {
-    let config = aws_sdk_chimesdkmeetings::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(AKID, SECRET, None, None, "test"))
-        .endpoint_url(url)
-        .retry_config(aws_sdk_chimesdkmeetings::config::retry::RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
-}
-
 #[tokio::test]
 async fn a_failed_commit_answers_503_and_memory_forgets_the_change() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FlakyStore::open(dir.path()));
     let (node, url) = start(store.clone(), dir.path()).await;
     tokio::spawn(node.run(std::future::pending()));
-    let client = client(&url);
+    let client = sdk_client(&url, AKID, SECRET, "us-east-1");
 
     store.fail_next.store(true, Ordering::SeqCst);
     let err = client
