@@ -116,39 +116,36 @@ async fn serve(app: &App, request: Request, request_id: &str) -> Result<(u16, Ve
 /// Transcription state changes are logged once durable: there are no transcripts yet, so
 /// the log is where an operator sees what a meeting asked for.
 fn log_transcription(request_id: &str, reply: &Reply) {
-    match reply {
+    let (meeting, transcription, what) = match reply {
         Reply::TranscriptionStarted {
             meeting,
             transcription,
-        } => tracing::info!(
-            request_id,
-            meeting = %meeting,
-            engine = ?transcription.engine,
-            region = %transcription.region,
-            settings = %transcription_summary(&transcription.configuration_json),
-            "transcription started"
-        ),
+        } => (meeting, transcription, "started"),
         Reply::TranscriptionStopped {
             meeting,
             stopped: Some(stopped),
-        } => tracing::info!(
-            request_id,
-            meeting = %meeting,
-            engine = ?stopped.engine,
-            region = %stopped.region,
-            settings = %transcription_summary(&stopped.configuration_json),
-            "transcription stopped"
-        ),
+        } => (meeting, stopped, "stopped"),
         Reply::TranscriptionStopped {
             meeting,
             stopped: None,
-        } => tracing::info!(
-            request_id,
-            meeting = %meeting,
-            "transcription stop requested; none was running"
-        ),
-        _ => {}
-    }
+        } => {
+            tracing::info!(
+                request_id,
+                meeting = %meeting,
+                "transcription stop requested; none was running"
+            );
+            return;
+        }
+        _ => return,
+    };
+    tracing::info!(
+        request_id,
+        meeting = %meeting,
+        engine = ?transcription.engine,
+        region = %transcription.region,
+        settings = %transcription_summary(&transcription.configuration_json),
+        "transcription {what}"
+    );
 }
 
 fn too_large() -> ApiError {
