@@ -1296,10 +1296,9 @@ impl Engine {
         self.forget_if_idle(meeting_id, now);
     }
 
-    /// Drops a meeting's state once nobody is connected to it or through it.
-    /// Drops the state of a meeting nobody is in any more — unless it still holds data
-    /// messages within their lifetime, which a late joiner must get (the liveness sweep
-    /// retries once they expire).
+    /// Drops a meeting's state once nobody is connected to it or through it — unless it still
+    /// holds data messages within their lifetime, which a late joiner must get (the liveness
+    /// sweep retries once they expire).
     fn forget_if_idle(&mut self, meeting_id: MeetingId, now: Instant) {
         let idle = self.meetings.get_mut(&meeting_id).is_some_and(|m| {
             m.roster.is_empty()
