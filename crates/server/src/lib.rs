@@ -8,6 +8,7 @@ pub mod config;
 pub mod events;
 pub mod media;
 pub mod rest;
+pub mod udp_send;
 pub mod web;
 
 pub use app::{App, Node, StartError, router};

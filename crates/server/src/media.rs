@@ -23,6 +23,7 @@ use carillon_signaling::{decode_frame, encode_frame};
 use tokio::sync::mpsc;
 
 use crate::app::App;
+use crate::udp_send::BatchSender;
 
 /// Commands for the media thread.
 enum Command {
@@ -148,6 +149,7 @@ async fn run(
     let mut engine = Engine::new(config, Instant::now(), epoch_ms);
     let mut sessions: HashMap<SessionId, mpsc::UnboundedSender<Outbound>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
+    let mut sender = BatchSender::new();
     loop {
         let deadline = tokio::time::Instant::from_std(engine.poll_timeout());
         tokio::select! {
@@ -205,15 +207,7 @@ async fn run(
                     destination,
                     contents,
                     ..
-                } => {
-                    if let Err(e) = socket.try_send_to(&contents, destination) {
-                        if e.kind() == std::io::ErrorKind::WouldBlock {
-                            let _ = socket.send_to(&contents, destination).await;
-                        } else {
-                            tracing::debug!(error = %e, %destination, "media send failed");
-                        }
-                    }
-                }
+                } => sender.send(&socket, destination, &contents).await,
                 Output::Frame { session, frame } => {
                     if let Some(tx) = sessions.get(&session) {
                         let _ = tx.send(Outbound::Frame(encode_frame(&frame)));
@@ -240,6 +234,7 @@ async fn run(
                 }
             }
         }
+        sender.flush(&socket).await;
     }
 }
 
