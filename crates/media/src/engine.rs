@@ -4,8 +4,8 @@
 //! events to report, promotions to authorize). One engine runs on one thread and owns
 //! everything it touches, so there are no locks in the media path.
 //!
-//! Contract: after any `handle_*` call, drain [`Engine::poll_output`] until it returns `None`,
-//! then wait until [`Engine::poll_timeout`] (or new input) and call [`Engine::handle_timeout`].
+//! Contract: after any `handle_*` call (or a run of `handle_datagram` calls for datagrams that
+//! were already queued), drain [`Engine::poll_output`] until it returns `None`, then wait until [`Engine::poll_timeout`] (or new input) and call [`Engine::handle_timeout`].
 //!
 //! Every broadcast of a meeting is a [`FeedItem`] delivered to the meeting's own connections
 //! and to the connections of its replica meetings (see `feed.rs`).
@@ -28,12 +28,14 @@ use carillon_signaling::proto::{
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid};
+use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 
 use crate::data;
-use crate::feed::{FeedItem, FeedMirror, FeedRequest, FeedSnapshot, VideoCodec, VideoFrame};
+use crate::feed::{FeedItem, FeedMirror, FeedRequest, FeedSnapshot, VideoCodec, VideoPackets};
+use crate::forward::{Rebase, RtpPayload};
 use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence};
 use crate::sdp::{self, Direction, OfferLayout};
 use crate::session::{Participant, Peer, Promotion, Session, SessionId};
@@ -172,6 +174,8 @@ pub struct Engine {
     outputs: VecDeque<Output>,
     rtc_events: VecDeque<(SessionId, Event)>,
     dirty: Vec<SessionId>,
+    /// Time of the last datagram, whose effects [`Engine::poll_output`] settles.
+    received_at: Instant,
     keyframe_requested: HashMap<SessionId, Instant>,
     /// Next sweep for silent clients.
     next_liveness: Instant,
@@ -202,6 +206,7 @@ impl Engine {
             outputs: VecDeque::new(),
             rtc_events: VecDeque::new(),
             dirty: Vec::new(),
+            received_at: now,
             keyframe_requested: HashMap::new(),
             next_liveness: now + LIVENESS_SWEEP,
             scratch_sessions: Vec::new(),
@@ -211,6 +216,9 @@ impl Engine {
 
     /// The next output to act on.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() && !(self.dirty.is_empty() && self.rtc_events.is_empty()) {
+            self.settle(self.received_at);
+        }
         self.outputs.pop_front()
     }
 
@@ -231,6 +239,11 @@ impl Engine {
             }
             for p in meeting.roster.values() {
                 if let Some(t) = p.grace_until {
+                    next = next.min(t);
+                }
+            }
+            for source in &meeting.sources {
+                if let Some(t) = source.hold.deadline() {
                     next = next.min(t);
                 }
             }
@@ -683,8 +696,12 @@ impl Engine {
         {
             tracing::debug!(session = sid, error = %e, "peer rejected input");
         }
-        self.mark(sid);
-        self.settle(now);
+        // Only this peer is drained now (str0m holds one received RTP packet at a time). What
+        // it leads to — packets forwarded to receivers, answers — waits for `poll_output`, so
+        // datagrams taken from the socket together leave together: a receiver's share of a
+        // whole video frame goes out in one batch instead of one packet per pass.
+        self.received_at = now;
+        self.drain_peer(sid, now);
     }
 
     /// Drives every timer that is due.
@@ -1017,51 +1034,66 @@ impl Engine {
         if !peer.rtc.is_connected() {
             return;
         }
-        let rtp = MediaTime::new(u64::from(peer.audio_rtp), Frequency::FORTY_EIGHT_KHZ);
+        let (seq, time) = (peer.audio_seq, peer.audio_rtp);
+        peer.audio_seq += 1;
         peer.audio_rtp = peer.audio_rtp.wrapping_add(960);
-        if let Some(writer) = peer.rtc.writer(mid)
-            && writer.write(pt, now, rtp, packet).is_ok()
-        {
+        if let Some(stream) = peer.rtc.direct_api().stream_tx_by_mid(mid, None) {
+            // The first packet starts a talkspurt for the client's jitter buffer.
+            stream.write_rtp(RtpWrite::new(pt, seq.into(), time, now, packet).marker(seq == 1));
             mark_dirty(&mut self.dirty, peer, sid);
         }
     }
 
-    fn write_video(&mut self, sid: SessionId, frame: &VideoFrame, now: Instant) {
+    fn write_video(&mut self, sid: SessionId, video: &VideoPackets, now: Instant) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if session.acting().map(|a| a.key) == Some(frame.publisher)
-            || session.paused.contains(&frame.stream_id)
-            || !session.may_receive_video(frame.content)
+        if session.acting().map(|a| a.key) == Some(video.publisher)
+            || session.paused.contains(&video.stream_id)
+            || !session.may_receive_video(video.content)
         {
             return;
         }
         let Some(peer) = session.peer.as_mut() else {
             return;
         };
-        let codec = match frame.codec {
+        if !peer.rtc.is_connected() {
+            return;
+        }
+        let codec = match video.codec {
             VideoCodec::Vp8 => Codec::Vp8,
         };
-        let time = MediaTime::new(frame.rtp_time, Frequency::NINETY_KHZ);
         let mut wrote = false;
         for i in 0..peer.video_out.len() {
             let (mid, stream) = peer.video_out[i];
-            if stream != frame.stream_id {
+            if stream != video.stream_id {
                 continue;
             }
-            let Some(writer) = peer.rtc.writer(mid) else {
+            let Some(slot) = peer.video_tx.iter().position(|(m, _, _)| *m == mid) else {
                 continue;
             };
-            let Some(pt) = writer
-                .payload_params()
-                .find(|p| p.spec().codec == codec)
-                .map(|p| p.pt())
-            else {
+            let pt = match peer.video_tx[slot].1 {
+                Some(pt) => pt,
+                None => match payload_type(&peer.rtc, mid, codec) {
+                    Some(pt) => *peer.video_tx[slot].1.insert(pt),
+                    None => continue,
+                },
+            };
+            let (_, _, rebase) = &mut peer.video_tx[slot];
+            let mut api = peer.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
-            match writer.write(pt, now, time, frame.data.clone()) {
-                Ok(()) => wrote = true,
-                Err(e) => tracing::debug!(session = sid, error = %e, "video write failed"),
+            for packet in &video.packets {
+                let Some((seq, time)) = rebase.map(video.stream_id, packet.seq, packet.time) else {
+                    continue;
+                };
+                tx.write_rtp(
+                    RtpWrite::new(pt, seq.into(), time, now, packet.payload.clone())
+                        .marker(packet.marker)
+                        .nackable(true),
+                );
+                wrote = true;
             }
         }
         if wrote {
@@ -1533,8 +1565,10 @@ impl Engine {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            // Our mixer has its own jitter buffer: deliver audio as it arrives.
-            .set_reordering_size_audio(0)
+            // Packets, not frames: video is forwarded packet by packet (no depacketizing,
+            // no repacketizing, no waiting for a frame's last packet) and our mixer has its
+            // own jitter buffer for audio.
+            .set_rtp_mode(true)
             .build(now);
         if let Ok(candidate) = Candidate::host(self.config.candidate, "udp") {
             rtc.add_local_candidate(candidate);
@@ -1602,9 +1636,11 @@ impl Engine {
                 opus_pt: None,
                 camera_mid: None,
                 video_out: Vec::new(),
+                video_tx: Vec::new(),
                 next_timeout: now,
                 scheduled: None,
                 audio_rtp: 0,
+                audio_seq: 1,
                 dirty: false,
             }));
         }
@@ -1619,13 +1655,9 @@ impl Engine {
         };
         peer.audio_mid = layout.audio().map(|s| Mid::from(s.mid.as_str()));
         peer.camera_mid = layout.camera().map(|s| Mid::from(s.mid.as_str()));
-        peer.opus_pt = peer.audio_mid.and_then(|mid| {
-            peer.rtc.writer(mid).and_then(|w| {
-                w.payload_params()
-                    .find(|p| p.spec().codec == Codec::Opus)
-                    .map(|p| p.pt())
-            })
-        });
+        peer.opus_pt = peer
+            .audio_mid
+            .and_then(|mid| payload_type(&peer.rtc, mid, Codec::Opus));
 
         let acting = session
             .acting()
@@ -1726,6 +1758,16 @@ impl Engine {
             })
             .collect();
         if let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) {
+            // An m-line we keep sending on keeps its numbering (and its payload type);
+            // its payload type is looked up again only for a new one.
+            let mut tx = std::mem::take(&mut peer.video_tx);
+            peer.video_tx = video_out
+                .iter()
+                .map(|(mid, _)| match tx.iter().position(|(m, _, _)| m == mid) {
+                    Some(i) => tx.swap_remove(i),
+                    None => (*mid, None, Rebase::default()),
+                })
+                .collect();
             peer.video_out = video_out;
         }
 
@@ -1812,17 +1854,13 @@ impl Engine {
             .sessions
             .get_mut(&publisher)
             .and_then(|s| s.peer.as_mut())
-            && let Some(mut writer) = peer.rtc.writer(mid)
+            && let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, None)
         {
-            let kind = if writer.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
-                KeyframeRequestKind::Pli
-            } else {
-                KeyframeRequestKind::Fir
-            };
-            if writer.request_keyframe(None, kind).is_ok() {
-                self.keyframe_requested.insert(publisher, now);
-                self.mark(publisher);
-            }
+            // PLI: our VP8 parameters always offer it (str0m's defaults), and browsers
+            // answer it.
+            stream.request_keyframe(KeyframeRequestKind::Pli);
+            self.keyframe_requested.insert(publisher, now);
+            self.mark(publisher);
         }
     }
 
@@ -1889,7 +1927,7 @@ impl Engine {
 
     fn on_rtc_event(&mut self, now: Instant, sid: SessionId, event: Event) {
         match event {
-            Event::MediaData(data) => self.on_media(now, sid, data),
+            Event::RtpPacket(packet) => self.on_rtp(now, sid, packet),
             Event::KeyframeRequest(req) => {
                 let Some(session) = self.sessions.get(&sid) else {
                     return;
@@ -1912,14 +1950,24 @@ impl Engine {
         }
     }
 
-    fn on_media(&mut self, now: Instant, sid: SessionId, data: MediaData) {
+    fn on_rtp(&mut self, now: Instant, sid: SessionId, packet: RtpPacket) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
         session.last_media = Some(now);
-        let Some(peer) = session.peer.as_ref() else {
+        let Some(peer) = session.peer.as_mut() else {
             return;
         };
+        let Some(mid) = peer
+            .rtc
+            .direct_api()
+            .stream_rx(&packet.header.ssrc)
+            .map(|s| s.mid())
+        else {
+            return;
+        };
+        let codec = payload_codec(&peer.rtc, packet.header.payload_type);
+        let (audio_mid, camera_mid) = (peer.audio_mid, peer.camera_mid);
         // A replica viewer's uplink goes nowhere.
         let Some(acting) = session.acting() else {
             return;
@@ -1929,7 +1977,7 @@ impl Engine {
             acting.key,
             Session::sends_audio(acting.capabilities, acting.key),
         );
-        if Some(data.mid) == peer.audio_mid {
+        if Some(mid) == audio_mid {
             if !audio_sends {
                 return;
             }
@@ -1943,44 +1991,78 @@ impl Engine {
                 return;
             }
             let stream = presence.audio_stream_id;
-            let level = data.ext_vals.audio_level.map(|l| l.unsigned_abs().min(127));
-            meeting
-                .mixer
-                .push(stream, data.time.numer() as u32, &data.data, level, now);
+            let level = packet
+                .header
+                .ext_vals
+                .audio_level
+                .map(|l| l.unsigned_abs().min(127));
+            meeting.mixer.push(
+                stream,
+                packet.time.numer() as u32,
+                &packet.payload,
+                level,
+                now,
+            );
             return;
         }
-        if Some(data.mid) != peer.camera_mid {
+        if Some(mid) != camera_mid {
             return;
         }
-        let Some(source) = self
-            .meetings
-            .get(&meeting_id)
-            .and_then(|m| m.sources.iter().find(|s| s.key == key && s.session == sid))
-        else {
-            return;
-        };
-        let stream = source.stream_id;
-        if !data.contiguous {
-            self.request_keyframe(meeting_id, stream, now, false);
-        }
-        let codec = match data.params.spec().codec {
-            Codec::Vp8 => VideoCodec::Vp8,
+        let codec = match codec {
+            Some(Codec::Vp8) => VideoCodec::Vp8,
             // Only VP8 is negotiated.
             _ => return,
         };
-        let frame = VideoFrame {
-            stream_id: stream,
-            content: key.content,
-            publisher: key,
-            codec,
-            rtp_time: data.time.rebase(Frequency::NINETY_KHZ).numer(),
-            data: data.data,
+        let Some(source) = self.meetings.get_mut(&meeting_id).and_then(|m| {
+            m.sources
+                .iter_mut()
+                .find(|s| s.key == key && s.session == sid)
+        }) else {
+            return;
         };
-        self.publish(meeting_id, FeedItem::Video(frame), now);
+        let payload = RtpPayload {
+            seq: *packet.seq_no,
+            time: packet.header.timestamp,
+            marker: packet.header.marker,
+            payload: packet.payload,
+        };
+        if let Some(packets) = source.hold.push(payload, now) {
+            let item = FeedItem::Video(VideoPackets {
+                stream_id: source.stream_id,
+                content: key.content,
+                publisher: key,
+                codec,
+                packets,
+            });
+            self.publish(meeting_id, item, now);
+        }
     }
 
     /// Mixer ticks, AUDIO_METADATA and reconnect deadlines of one meeting.
     fn meeting_timers(&mut self, now: Instant, meeting_id: MeetingId) {
+        // Frames whose last packet did not come in time go as they are.
+        let due: Vec<FeedItem> = self
+            .meetings
+            .get_mut(&meeting_id)
+            .map(|m| {
+                m.sources
+                    .iter_mut()
+                    .filter_map(|s| {
+                        let packets = s.hold.take_due(now)?;
+                        Some(FeedItem::Video(VideoPackets {
+                            stream_id: s.stream_id,
+                            content: s.key.content,
+                            publisher: s.key,
+                            codec: VideoCodec::Vp8,
+                            packets,
+                        }))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for item in due {
+            self.publish(meeting_id, item, now);
+        }
         // Reconnect grace periods that ran out: the participant dropped.
         let expired: Vec<ParticipantKey> = self
             .meetings
@@ -2093,6 +2175,25 @@ impl Engine {
             self.publish(meeting_id, FeedItem::Metadata(states), now);
         }
     }
+}
+
+/// The payload type negotiated on `mid` for `codec`.
+fn payload_type(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
+    let media = rtc.media(mid)?;
+    rtc.codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == codec && media.remote_pts().contains(&p.pt()))
+        .map(|p| p.pt())
+}
+
+/// The codec of a payload type.
+fn payload_codec(rtc: &Rtc, pt: Pt) -> Option<Codec> {
+    rtc.codec_config()
+        .params()
+        .iter()
+        .find(|p| p.pt() == pt)
+        .map(|p| p.spec().codec)
 }
 
 /// Queues `peer` for the next drain unless it already is.

@@ -21,6 +21,7 @@ use carillon_signaling::proto::{
 };
 
 use crate::data::Retention;
+use crate::forward::RtpPayload;
 use crate::meeting::ParticipantKey;
 
 /// One item of a meeting's feed.
@@ -45,8 +46,8 @@ pub enum FeedItem {
         shared: Arc<[u8]>,
         minus_one: Vec<(u32, Arc<[u8]>)>,
     },
-    /// One video frame of a published stream, read once and fanned out.
-    Video(VideoFrame),
+    /// Video packets of a published stream, read once and fanned out.
+    Video(VideoPackets),
 }
 
 /// The complete video index of a meeting.
@@ -77,18 +78,17 @@ pub enum VideoCodec {
     Vp8,
 }
 
-/// A video frame as received from its publisher.
+/// Video RTP packets of one published stream as received from its publisher (SRTP removed, a
+/// retransmission already turned back into the packet it repairs): usually one whole frame.
 #[derive(Debug, Clone)]
-pub struct VideoFrame {
+pub struct VideoPackets {
     pub stream_id: u32,
     /// A content share (receivers need the Content capability) rather than a camera.
     pub content: bool,
     /// Who published it (its own connections do not receive it).
     pub publisher: ParticipantKey,
     pub codec: VideoCodec,
-    /// RTP time on the codec's clock (90 kHz for video).
-    pub rtp_time: u64,
-    pub data: Arc<[u8]>,
+    pub packets: Vec<RtpPayload>,
 }
 
 /// The state a subscriber needs before the items that follow make sense.

@@ -14,6 +14,7 @@
 pub mod data;
 pub mod engine;
 pub mod feed;
+pub mod forward;
 pub mod meeting;
 pub mod sdp;
 pub mod session;

@@ -10,6 +10,7 @@ use carillon_signaling::proto::{SdkAudioStreamIdInfo, SdkIndexFrame, SdkStreamDe
 
 use crate::data::{Retention, Throttle};
 use crate::feed::{FeedIndex, FeedMirror, FeedSnapshot};
+use crate::forward::FrameHold;
 use crate::session::SessionId;
 
 /// Who a connection speaks for: an attendee, or that attendee's content share
@@ -68,6 +69,8 @@ pub struct VideoSource {
     pub group_id: u32,
     pub max_bitrate_kbps: u32,
     pub framerate: u32,
+    /// Packets of the current frame, waiting for its last one.
+    pub hold: FrameHold,
 }
 
 /// Per-meeting limits.
@@ -249,6 +252,7 @@ impl Meeting {
             group_id,
             max_bitrate_kbps,
             framerate,
+            hold: FrameHold::default(),
         });
         (stream_id, group_id, true)
     }

@@ -7,6 +7,7 @@ use carillon_control::{Capabilities, MeetingId};
 use str0m::Rtc;
 use str0m::media::{Mid, Pt};
 
+use crate::forward::Rebase;
 use crate::meeting::ParticipantKey;
 
 /// The adapter's id for a WebSocket connection.
@@ -158,11 +159,15 @@ pub struct Peer {
     pub camera_mid: Option<Mid>,
     /// Our send-only video m-lines and the stream each carries (0: nothing).
     pub video_out: Vec<(Mid, u32)>,
+    /// Per video m-line we send on: its VP8 payload type and its numbering.
+    pub video_tx: Vec<(Mid, Option<Pt>, Rebase)>,
     pub next_timeout: Instant,
     /// Time of this peer's earliest entry in the engine's timer heap, if it has one.
     pub scheduled: Option<Instant>,
     /// RTP clock of the mixed audio we send (48 kHz).
     pub audio_rtp: u32,
+    /// Sequence number of the next mixed-audio packet we send.
+    pub audio_seq: u64,
     /// Queued in the engine's list of peers to drain (each peer is drained once per pass).
     pub dirty: bool,
 }
