@@ -706,6 +706,9 @@ impl Engine {
 
     /// Drives every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Packets of datagrams handled just before (not yet settled) go to the mixer before a
+        // tick could count them missing.
+        self.settle(self.received_at);
         while let Some(Reverse((t, sid))) = self.timers.peek().copied() {
             if t > now {
                 break;
