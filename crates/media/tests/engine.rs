@@ -39,6 +39,8 @@ struct Client {
     heard: Vec<i16>,
     video_frames: HashMap<Mid, usize>,
     publishing: bool,
+    /// Video frames written (each one packet here).
+    video_sent: usize,
     frame_count: u64,
     audio_session_id: u64,
 }
@@ -55,6 +57,9 @@ struct Sim {
     authorize: Vec<(u64, MeetingId, SdkMeetingSessionCredentials)>,
     /// `audio_muted` of the SUBSCRIBE frames sent.
     subscribe_muted: Option<bool>,
+    /// Video datagrams (the only ones over 500 bytes here) to drop on their way to or from
+    /// a client: (client address, how many more).
+    drop_video: Option<(SocketAddr, u32)>,
 }
 
 fn caps(audio: MediaCapability, video: MediaCapability, content: MediaCapability) -> Capabilities {
@@ -80,6 +85,7 @@ impl Sim {
             next_session: 1,
             authorize: Vec::new(),
             subscribe_muted: None,
+            drop_video: None,
         }
     }
 
@@ -150,6 +156,7 @@ impl Sim {
             heard: Vec::new(),
             video_frames: HashMap::new(),
             publishing: false,
+            video_sent: 0,
             frame_count: 0,
             audio_session_id,
         });
@@ -291,6 +298,14 @@ impl Sim {
                         contents,
                         ..
                     } => {
+                        if let Some((to, left)) = self.drop_video.as_mut()
+                            && *to == destination
+                            && *left > 0
+                            && contents.len() > 500
+                        {
+                            *left -= 1;
+                            continue;
+                        }
                         if let Some(client) =
                             self.clients.iter_mut().find(|c| c.addr == destination)
                             && let Some(rtc) = client.rtc.as_mut()
@@ -365,6 +380,14 @@ impl Sim {
             }
             for (source, contents) in to_server {
                 progress = true;
+                if let Some((from, left)) = self.drop_video.as_mut()
+                    && *from == source
+                    && *left > 0
+                    && contents.len() > 500
+                {
+                    *left -= 1;
+                    continue;
+                }
                 self.engine
                     .handle_datagram(self.now, source, server, &contents);
             }
@@ -439,7 +462,9 @@ impl Sim {
                         0x11
                     };
                     let time = MediaTime::new(client.frame_count * 3000, Frequency::NINETY_KHZ);
-                    let _ = writer.write(pt, now, time, data);
+                    if writer.write(pt, now, time, data).is_ok() {
+                        client.video_sent += 1;
+                    }
                 }
             }
             client.frame_count += 1;
@@ -767,6 +792,82 @@ fn video_is_published_indexed_and_forwarded() {
             .iter()
             .any(|e| e.kind == MediaEventKind::AttendeeVideoStopped)
     );
+}
+
+#[test]
+fn a_forwarded_video_packet_lost_on_the_way_is_resent() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    let lossy = sim.connect("bob", None, all());
+    let clean = sim.connect("carol", None, all());
+    for c in [a, lossy, clean] {
+        sim.join(c);
+    }
+    sim.subscribe(a, true, &[]);
+    let stream = sim.stream_of(lossy, &attendee_of(&sim, a));
+    sim.subscribe(lossy, false, &[stream]);
+    sim.subscribe(clean, false, &[stream]);
+    sim.run(Duration::from_secs(1));
+    // One forwarded packet (a whole frame here) lost at a time, three times: the receiver
+    // NACKs its number and the server answers from its retransmission history.
+    let addr = sim.clients[lossy].addr;
+    for _ in 0..3 {
+        sim.drop_video = Some((addr, 1));
+        sim.run(Duration::from_secs(1));
+        assert_eq!(
+            sim.drop_video,
+            Some((addr, 0)),
+            "a video packet was dropped"
+        );
+    }
+    sim.run(Duration::from_millis(500));
+    let frames = |c: usize| sim.clients[c].video_frames.values().sum::<usize>();
+    assert!(
+        frames(clean) > 50,
+        "carol received {} frames",
+        frames(clean)
+    );
+    assert_eq!(
+        frames(lossy),
+        frames(clean),
+        "every frame bob lost reached him again"
+    );
+}
+
+#[test]
+fn a_video_packet_lost_on_the_way_in_is_recovered_and_forwarded() {
+    let mut sim = Sim::new();
+    let a = sim.connect("alice", None, all());
+    let b = sim.connect("bob", None, all());
+    for c in [a, b] {
+        sim.join(c);
+    }
+    sim.subscribe(a, true, &[]);
+    let stream = sim.stream_of(b, &attendee_of(&sim, a));
+    sim.subscribe(b, false, &[stream]);
+    sim.run(Duration::from_secs(1));
+    let before = (
+        sim.clients[a].video_sent,
+        sim.clients[b].video_frames.values().sum::<usize>(),
+    );
+    // The server NACKs the publisher; the repair arrives as RTX, is turned back into the
+    // packet it repairs and forwarded under that packet's number.
+    let addr = sim.clients[a].addr;
+    for _ in 0..3 {
+        sim.drop_video = Some((addr, 1));
+        sim.run(Duration::from_secs(1));
+        assert_eq!(
+            sim.drop_video,
+            Some((addr, 0)),
+            "a video packet was dropped"
+        );
+    }
+    sim.clients[a].publishing = false;
+    sim.run(Duration::from_millis(500));
+    let sent = sim.clients[a].video_sent - before.0;
+    let got = sim.clients[b].video_frames.values().sum::<usize>() - before.1;
+    assert!(sent > 40, "alice sent {sent} frames");
+    assert_eq!(got, sent, "every frame alice sent reached bob");
 }
 
 #[test]
