@@ -198,34 +198,33 @@ mod tests {
         assert_eq!(r.map(7, 102, 15_000).map(|(s, _)| s), Some(5));
     }
 
-    #[test]
-    fn no_outgoing_number_is_used_for_two_different_packets() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for _ in 0..100 {
+    proptest::proptest! {
+        /// Whatever the arrival order (reordered, repeated, alternating publishers), one
+        /// outgoing number is never given to two different packets, and numbers stay below
+        /// 65,536 for a stream's first tens of thousands of packets.
+        #[test]
+        fn no_outgoing_number_is_used_for_two_different_packets(
+            arrivals in proptest::collection::vec((proptest::bool::weighted(0.15), 0u64..4), 1..500),
+            bases in (0u64..60_000, 0u64..60_000),
+        ) {
             let mut r = Rebase::default();
             // Outgoing number -> (binding run, publisher's number) that took it.
             let mut taken = std::collections::HashMap::new();
-            let mut base = [next() % 60_000, next() % 60_000];
+            let mut base = [bases.0, bases.1];
             let (mut run, mut current) = (0u32, None);
-            for _ in 0..500 {
-                let which = usize::from(next() % 8 == 0);
-                // Mostly in order, sometimes reordered or repeated by a few packets.
-                let seq = (base[which] + next() % 4).saturating_sub(2);
+            for (other, jitter) in arrivals {
+                let which = usize::from(other);
+                // Mostly in order, sometimes two back or one ahead, sometimes repeated.
+                let seq = (base[which] + jitter).saturating_sub(2);
                 base[which] += 1;
                 if current != Some(which) {
                     run += 1;
                     current = Some(which);
                 }
-                if let Some((out, _)) = r.map(which as u32 + 1, seq, next() as u32) {
-                    assert!((1..65_536).contains(&out));
+                if let Some((out, _)) = r.map(which as u32 + 1, seq, 0) {
+                    proptest::prop_assert!((1..65_536).contains(&out));
                     let first = *taken.entry(out).or_insert((run, seq));
-                    assert_eq!(first, (run, seq), "number {out} reused");
+                    proptest::prop_assert_eq!(first, (run, seq), "number {} reused", out);
                 }
             }
         }

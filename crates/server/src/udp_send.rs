@@ -270,33 +270,31 @@ mod tests {
         );
     }
 
-    #[test]
-    fn any_sequence_comes_out_in_order_and_unchanged() {
-        // A small deterministic generator instead of a property-testing dependency.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for _ in 0..200 {
-            let n = (next() % 300) as usize;
-            let datagrams: Vec<(u16, Vec<u8>)> = (0..n)
-                .map(|i| {
-                    let len = [1200, 1200, 1200, 900, 160, 1][(next() % 6) as usize];
-                    ((next() % 3) as u16, vec![i as u8; len])
-                })
+    proptest::proptest! {
+        /// Any run of datagrams, batched and split back by segment size, comes out in order
+        /// and unchanged, in batches the kernel accepts.
+        #[test]
+        fn any_sequence_comes_out_in_order_and_unchanged(
+            shapes in proptest::collection::vec(
+                (0u16..3, proptest::sample::select(vec![1200usize, 1200, 1200, 900, 160, 1])),
+                0..300,
+            ),
+        ) {
+            let datagrams: Vec<(u16, Vec<u8>)> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, (port, len))| (*port, vec![i as u8; *len]))
                 .collect();
             let out = batches(&datagrams);
+            for (_, ds) in &out {
+                proptest::prop_assert!(ds.len() <= MAX_SEGMENTS);
+                proptest::prop_assert!(ds.iter().map(Vec::len).sum::<usize>() <= MAX_BATCH_BYTES);
+            }
             let flat: Vec<(u16, Vec<u8>)> = out
                 .into_iter()
-                .flat_map(|(d, ds)| {
-                    assert!(ds.len() <= MAX_SEGMENTS);
-                    ds.into_iter().map(move |x| (d.port(), x))
-                })
+                .flat_map(|(d, ds)| ds.into_iter().map(move |x| (d.port(), x)))
                 .collect();
-            assert_eq!(flat, datagrams);
+            proptest::prop_assert_eq!(flat, datagrams);
         }
     }
 
