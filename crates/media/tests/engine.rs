@@ -794,78 +794,77 @@ fn video_is_published_indexed_and_forwarded() {
     );
 }
 
-#[test]
-fn a_forwarded_video_packet_lost_on_the_way_is_resent() {
+/// Alice publishes her camera, each of `receivers` subscribes to it, and a second of media
+/// flows.
+fn camera_and_receivers(receivers: &[&str]) -> (Sim, usize, Vec<usize>) {
     let mut sim = Sim::new();
     let a = sim.connect("alice", None, all());
-    let lossy = sim.connect("bob", None, all());
-    let clean = sim.connect("carol", None, all());
-    for c in [a, lossy, clean] {
-        sim.join(c);
+    let rs: Vec<usize> = receivers
+        .iter()
+        .map(|name| sim.connect(name, None, all()))
+        .collect();
+    sim.join(a);
+    for &r in &rs {
+        sim.join(r);
     }
     sim.subscribe(a, true, &[]);
-    let stream = sim.stream_of(lossy, &attendee_of(&sim, a));
-    sim.subscribe(lossy, false, &[stream]);
-    sim.subscribe(clean, false, &[stream]);
-    sim.run(Duration::from_secs(1));
-    // One forwarded packet (a whole frame here) lost at a time, three times: the receiver
-    // NACKs its number and the server answers from its retransmission history.
-    let addr = sim.clients[lossy].addr;
-    for _ in 0..3 {
-        sim.drop_video = Some((addr, 1));
-        sim.run(Duration::from_secs(1));
-        assert_eq!(
-            sim.drop_video,
-            Some((addr, 0)),
-            "a video packet was dropped"
-        );
+    let stream = sim.stream_of(rs[0], &attendee_of(&sim, a));
+    for &r in &rs {
+        sim.subscribe(r, false, &[stream]);
     }
+    sim.run(Duration::from_secs(1));
+    (sim, a, rs)
+}
+
+impl Sim {
+    /// Loses one video datagram to or from client `c`, three times, a second apart.
+    fn lose_video_three_times(&mut self, c: usize) {
+        let addr = self.clients[c].addr;
+        for _ in 0..3 {
+            self.drop_video = Some((addr, 1));
+            self.run(Duration::from_secs(1));
+            assert_eq!(
+                self.drop_video,
+                Some((addr, 0)),
+                "a video packet was dropped"
+            );
+        }
+    }
+
+    fn video_frames_received(&self, c: usize) -> usize {
+        self.clients[c].video_frames.values().sum()
+    }
+}
+
+#[test]
+fn a_forwarded_video_packet_lost_on_the_way_is_resent() {
+    let (mut sim, _, rs) = camera_and_receivers(&["bob", "carol"]);
+    let (lossy, clean) = (rs[0], rs[1]);
+    // One forwarded packet (a whole frame here) lost at a time: the receiver NACKs its
+    // number and the server answers from its retransmission history.
+    sim.lose_video_three_times(lossy);
     sim.run(Duration::from_millis(500));
-    let frames = |c: usize| sim.clients[c].video_frames.values().sum::<usize>();
-    assert!(
-        frames(clean) > 50,
-        "carol received {} frames",
-        frames(clean)
-    );
+    let clean_frames = sim.video_frames_received(clean);
+    assert!(clean_frames > 50, "carol received {clean_frames} frames");
     assert_eq!(
-        frames(lossy),
-        frames(clean),
+        sim.video_frames_received(lossy),
+        clean_frames,
         "every frame bob lost reached him again"
     );
 }
 
 #[test]
 fn a_video_packet_lost_on_the_way_in_is_recovered_and_forwarded() {
-    let mut sim = Sim::new();
-    let a = sim.connect("alice", None, all());
-    let b = sim.connect("bob", None, all());
-    for c in [a, b] {
-        sim.join(c);
-    }
-    sim.subscribe(a, true, &[]);
-    let stream = sim.stream_of(b, &attendee_of(&sim, a));
-    sim.subscribe(b, false, &[stream]);
-    sim.run(Duration::from_secs(1));
-    let before = (
-        sim.clients[a].video_sent,
-        sim.clients[b].video_frames.values().sum::<usize>(),
-    );
+    let (mut sim, a, rs) = camera_and_receivers(&["bob"]);
+    let b = rs[0];
+    let before = (sim.clients[a].video_sent, sim.video_frames_received(b));
     // The server NACKs the publisher; the repair arrives as RTX, is turned back into the
     // packet it repairs and forwarded under that packet's number.
-    let addr = sim.clients[a].addr;
-    for _ in 0..3 {
-        sim.drop_video = Some((addr, 1));
-        sim.run(Duration::from_secs(1));
-        assert_eq!(
-            sim.drop_video,
-            Some((addr, 0)),
-            "a video packet was dropped"
-        );
-    }
+    sim.lose_video_three_times(a);
     sim.clients[a].publishing = false;
     sim.run(Duration::from_millis(500));
     let sent = sim.clients[a].video_sent - before.0;
-    let got = sim.clients[b].video_frames.values().sum::<usize>() - before.1;
+    let got = sim.video_frames_received(b) - before.1;
     assert!(sent > 40, "alice sent {sent} frames");
     assert_eq!(got, sent, "every frame alice sent reached bob");
 }
