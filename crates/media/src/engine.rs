@@ -5,7 +5,8 @@
 //! everything it touches, so there are no locks in the media path.
 //!
 //! Contract: after any `handle_*` call (or a run of `handle_datagram` calls for datagrams that
-//! were already queued), drain [`Engine::poll_output`] until it returns `None`, then wait until [`Engine::poll_timeout`] (or new input) and call [`Engine::handle_timeout`].
+//! were already queued), drain [`Engine::poll_output`] until it returns `None`, then wait
+//! until [`Engine::poll_timeout`] (or new input) and call [`Engine::handle_timeout`].
 //!
 //! Every broadcast of a meeting is a [`FeedItem`] delivered to the meeting's own connections
 //! and to the connections of its replica meetings (see `feed.rs`).
@@ -36,7 +37,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 use crate::data;
 use crate::feed::{FeedItem, FeedMirror, FeedRequest, FeedSnapshot, VideoCodec, VideoPackets};
 use crate::forward::{Rebase, RtpPayload};
-use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence};
+use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence, VideoSource};
 use crate::sdp::{self, Direction, OfferLayout};
 use crate::session::{Participant, Peer, Promotion, Session, SessionId};
 
@@ -2011,11 +2012,10 @@ impl Engine {
         if Some(mid) != camera_mid {
             return;
         }
-        let codec = match codec {
-            Some(Codec::Vp8) => VideoCodec::Vp8,
-            // Only VP8 is negotiated.
-            _ => return,
-        };
+        // Only VP8 is negotiated.
+        if codec != Some(Codec::Vp8) {
+            return;
+        }
         let Some(source) = self.meetings.get_mut(&meeting_id).and_then(|m| {
             m.sources
                 .iter_mut()
@@ -2030,13 +2030,7 @@ impl Engine {
             payload: packet.payload,
         };
         if let Some(packets) = source.hold.push(payload, now) {
-            let item = FeedItem::Video(VideoPackets {
-                stream_id: source.stream_id,
-                content: key.content,
-                publisher: key,
-                codec,
-                packets,
-            });
+            let item = video_item(source, packets);
             self.publish(meeting_id, item, now);
         }
     }
@@ -2052,13 +2046,7 @@ impl Engine {
                     .iter_mut()
                     .filter_map(|s| {
                         let packets = s.hold.take_due(now)?;
-                        Some(FeedItem::Video(VideoPackets {
-                            stream_id: s.stream_id,
-                            content: s.key.content,
-                            publisher: s.key,
-                            codec: VideoCodec::Vp8,
-                            packets,
-                        }))
+                        Some(video_item(s, packets))
                     })
                     .collect()
             })
@@ -2178,6 +2166,17 @@ impl Engine {
             self.publish(meeting_id, FeedItem::Metadata(states), now);
         }
     }
+}
+
+/// Packets of a published (VP8) video, as its meeting's feed carries them.
+fn video_item(source: &VideoSource, packets: Vec<RtpPayload>) -> FeedItem {
+    FeedItem::Video(VideoPackets {
+        stream_id: source.stream_id,
+        content: source.key.content,
+        publisher: source.key,
+        codec: VideoCodec::Vp8,
+        packets,
+    })
 }
 
 /// The payload type negotiated on `mid` for `codec`.
