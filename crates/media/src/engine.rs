@@ -39,7 +39,7 @@ use crate::feed::{FeedItem, FeedMirror, FeedRequest, FeedSnapshot, VideoCodec, V
 use crate::forward::{Rebase, RtpPayload};
 use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence, VideoSource};
 use crate::sdp::{self, Direction, OfferLayout};
-use crate::session::{Participant, Peer, Promotion, Session, SessionId};
+use crate::session::{Participant, Peer, Promotion, Session, SessionId, VideoTx};
 
 /// Node-wide media settings.
 #[derive(Debug, Clone)]
@@ -1073,26 +1073,26 @@ impl Engine {
             if stream != video.stream_id {
                 continue;
             }
-            let Some(slot) = peer.video_tx.iter().position(|(m, _, _)| *m == mid) else {
+            let Some(tx) = peer.video_tx.iter_mut().find(|t| t.mid == mid) else {
                 continue;
             };
-            let pt = match peer.video_tx[slot].1 {
+            let pt = match tx.pt {
                 Some(pt) => pt,
                 None => match payload_type(&peer.rtc, mid, codec) {
-                    Some(pt) => *peer.video_tx[slot].1.insert(pt),
+                    Some(pt) => *tx.pt.insert(pt),
                     None => continue,
                 },
             };
-            let (_, _, rebase) = &mut peer.video_tx[slot];
+            let rebase = &mut tx.rebase;
             let mut api = peer.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            let Some(stream_tx) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
             for packet in &video.packets {
                 let Some((seq, time)) = rebase.map(video.stream_id, packet.seq, packet.time) else {
                     continue;
                 };
-                tx.write_rtp(
+                stream_tx.write_rtp(
                     RtpWrite::new(pt, seq.into(), time, now, packet.payload.clone())
                         .marker(packet.marker)
                         .nackable(true),
@@ -1764,12 +1764,16 @@ impl Engine {
         if let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) {
             // An m-line we keep sending on keeps its numbering (and its payload type);
             // its payload type is looked up again only for a new one.
-            let mut tx = std::mem::take(&mut peer.video_tx);
+            let mut kept = std::mem::take(&mut peer.video_tx);
             peer.video_tx = video_out
                 .iter()
-                .map(|(mid, _)| match tx.iter().position(|(m, _, _)| m == mid) {
-                    Some(i) => tx.swap_remove(i),
-                    None => (*mid, None, Rebase::default()),
+                .map(|(mid, _)| match kept.iter().position(|t| t.mid == *mid) {
+                    Some(i) => kept.swap_remove(i),
+                    None => VideoTx {
+                        mid: *mid,
+                        pt: None,
+                        rebase: Rebase::default(),
+                    },
                 })
                 .collect();
             peer.video_out = video_out;

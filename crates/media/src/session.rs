@@ -148,6 +148,14 @@ impl Session {
     }
 }
 
+/// One of our send-only video m-lines.
+pub struct VideoTx {
+    pub mid: Mid,
+    /// VP8's payload type on it, once looked up.
+    pub pt: Option<Pt>,
+    pub rebase: Rebase,
+}
+
 /// The str0m peer of a session and what the engine knows about its m-lines.
 pub struct Peer {
     pub rtc: Rtc,
@@ -159,8 +167,8 @@ pub struct Peer {
     pub camera_mid: Option<Mid>,
     /// Our send-only video m-lines and the stream each carries (0: nothing).
     pub video_out: Vec<(Mid, u32)>,
-    /// Per video m-line we send on: its VP8 payload type and its numbering.
-    pub video_tx: Vec<(Mid, Option<Pt>, Rebase)>,
+    /// Per video m-line we send on: its payload type and its numbering.
+    pub video_tx: Vec<VideoTx>,
     pub next_timeout: Instant,
     /// Time of this peer's earliest entry in the engine's timer heap, if it has one.
     pub scheduled: Option<Instant>,

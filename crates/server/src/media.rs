@@ -286,7 +286,7 @@ pub async fn signaling(
     // Small buffers: signaling frames are a few hundred bytes (an SDP offer a few KiB; the
     // read buffer grows for a larger message), and the 128 KiB defaults, zeroed on first use,
     // would dominate the memory of a connection. The reader reserves this much free space
-    // before each read, so its buffer settles near twice the size (4 KiB here, 8 with 4096).
+    // before each read, so a larger value keeps a larger buffer (4096 kept 8 KiB each).
     let upgrade = upgrade
         .protocols(["_aws_wt_session"])
         .read_buffer_size(1024)
