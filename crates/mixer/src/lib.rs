@@ -99,7 +99,7 @@ impl Default for MixerConfig {
             jitter_frames: 0,
             playout_margin: Duration::from_millis(4),
             adaptive_playout: true,
-            shrink_after_frames: 150,
+            shrink_after_frames: 50,
             max_queue_frames: 10,
             silence_level: SILENT_LEVEL,
             hysteresis_db: 6,
