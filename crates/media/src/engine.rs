@@ -146,6 +146,11 @@ enum Departure {
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 /// One mixed audio frame.
 const FRAME: Duration = Duration::from_millis(20);
+/// How long a mix tick may wait for a mixed speaker's frame that is due but not here yet
+/// (the sender's timer or the network ran a little late). Waiting delays one output frame by
+/// at most this; not waiting conceals the frame and adds a whole frame of playout delay to
+/// that speaker until it is cut again.
+const MIX_GRACE: Duration = Duration::from_millis(5);
 /// Recently deleted attendees remembered (see `Engine::deleted`).
 const DELETED_REMEMBERED: usize = 4096;
 /// How often connections are checked for silent clients.
@@ -236,7 +241,7 @@ impl Engine {
         for meeting in self.meetings.values() {
             // A replica mixes nothing: its connections hear the primary's mix.
             if !meeting.is_replica() && self.has_audience(meeting) {
-                next = next.min(meeting.next_mix).min(meeting.next_metadata);
+                next = next.min(meeting.mix_at).min(meeting.next_metadata);
             }
             for p in meeting.roster.values() {
                 if let Some(t) = p.grace_until {
@@ -2011,6 +2016,8 @@ impl Engine {
                 level,
                 now,
             );
+            // A tick waiting for a late frame is tried again at once.
+            meeting.mix_at = meeting.mix_at.min(meeting.next_mix);
             return;
         }
         if Some(mid) != camera_mid {
@@ -2085,9 +2092,18 @@ impl Engine {
             meeting.next_mix = now;
         }
         let mut frames = 0;
-        while meeting.next_mix <= now {
-            meeting.next_mix += FRAME;
-            frames += 1;
+        let waits = meeting.next_mix <= now
+            && now < meeting.next_mix + MIX_GRACE
+            && meeting.mixer.awaits_mixed_frame(now);
+        if waits {
+            // Tried again when the frame arrives (see `on_rtp`), or at the grace's end.
+            meeting.mix_at = meeting.next_mix + MIX_GRACE;
+        } else {
+            while meeting.next_mix <= now {
+                meeting.next_mix += FRAME;
+                frames += 1;
+            }
+            meeting.mix_at = meeting.next_mix;
         }
         let metadata_due = meeting.next_metadata <= now;
         if metadata_due {

@@ -97,7 +97,11 @@ pub struct Meeting {
     pub throttle: Throttle,
     pub retention: Retention,
     pub mixer: Mixer,
+    /// The tick grid: when the next mixed frame is due.
     pub next_mix: Instant,
+    /// When to try that tick: `next_mix`, or later while it waits for a mixed speaker's late
+    /// frame (see `Engine::meeting_timers`).
+    pub mix_at: Instant,
     pub next_metadata: Instant,
     /// Stream ids that carried a volume in the last AUDIO_METADATA.
     pub last_speakers: Vec<u32>,
@@ -133,6 +137,7 @@ impl Meeting {
             retention: Retention::default(),
             mixer: Mixer::new(mixer).expect("the mixer configuration is valid"),
             next_mix: now,
+            mix_at: now,
             next_metadata: now,
             last_speakers: Vec::new(),
             sessions: BTreeSet::new(),

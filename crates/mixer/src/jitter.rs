@@ -318,6 +318,15 @@ impl JitterBuffer {
         outcome
     }
 
+    /// Playing, but nothing queued covers the playout point: the next tick would conceal.
+    pub(crate) fn frame_missing(&self) -> bool {
+        self.state == State::Playing
+            && !self
+                .queue
+                .iter()
+                .any(|p| ts_diff(p.ts, self.play_ts) <= 0 && ts_diff(p.end(), self.play_ts) > 0)
+    }
+
     /// Advances the playout state machine at the tick at `now`; returns whether the buffer
     /// plays this tick.
     pub(crate) fn begin_tick(&mut self, now: Instant) -> bool {

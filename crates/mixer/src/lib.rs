@@ -605,6 +605,21 @@ impl Mixer {
         }
     }
 
+    /// Whether a source in the mix has been sending steadily (its latest packet within two
+    /// frames) but the frame the next tick would play has not arrived yet. The caller may
+    /// hold the tick back a little for it: concealing that frame would instead grow the
+    /// speaker's delay by a whole frame once the packet arrives.
+    pub fn awaits_mixed_frame(&self, now: Instant) -> bool {
+        let recent = self.frame_dur * 2;
+        self.sources.iter().any(|s| {
+            s.in_mix
+                && s.fifo.len() < s.frame_len
+                && s.last_packet
+                    .is_some_and(|t| now.saturating_duration_since(t) <= recent)
+                && s.jb.frame_missing()
+        })
+    }
+
     /// Produces the next frame. Call every `frame_ms`; when late, call once per missed frame.
     pub fn tick(&mut self, now: Instant) -> &MixFrame {
         self.observe(now);
@@ -958,6 +973,61 @@ mod tests {
             assert!(matches!(Mixer::new(cfg), Err(MixerError::InvalidConfig(_))));
         }
         assert!(Mixer::new(MixerConfig::default()).is_ok());
+    }
+
+    /// A mixed speaker's frame that is due but not here is awaited; a quiet, unmixed
+    /// source's is not, nor one that stopped sending.
+    #[test]
+    fn a_late_frame_of_a_mixed_speaker_is_awaited() {
+        let mut m = Mixer::new(MixerConfig {
+            top_k: 1,
+            ..MixerConfig::default()
+        })
+        .unwrap();
+        let packet = silent_packet();
+        let t0 = Instant::now();
+        m.add_source(1);
+        m.add_source(2);
+        // Speaker 1 is loud and in the mix; source 2 sends quiet frames and is not.
+        for tick in 0..10u32 {
+            let now = t0 + Duration::from_millis(20 * u64::from(tick));
+            m.push(
+                1,
+                tick * 960,
+                &packet,
+                Some(20),
+                now - Duration::from_millis(6),
+            );
+            m.push(
+                2,
+                tick * 960,
+                &packet,
+                Some(120),
+                now - Duration::from_millis(6),
+            );
+            m.tick(now);
+        }
+        assert_eq!(m.frame().mixed, vec![1]);
+        let next = t0 + Duration::from_millis(200);
+        // Frame 10 of both is due at `next`; neither has arrived.
+        assert!(m.awaits_mixed_frame(next));
+        m.push(2, 10 * 960, &packet, Some(120), next);
+        assert!(
+            m.awaits_mixed_frame(next),
+            "still waiting for the mixed speaker"
+        );
+        m.push(
+            1,
+            10 * 960,
+            &packet,
+            Some(20),
+            next + Duration::from_millis(2),
+        );
+        assert!(!m.awaits_mixed_frame(next + Duration::from_millis(2)));
+        m.tick(next + Duration::from_millis(2));
+        // A speaker silent for longer than two frames is not waited for.
+        let later = next + Duration::from_millis(80);
+        assert!(!m.awaits_mixed_frame(later));
     }
 
     /// Near-equal speakers alternating by a couple of dB do not swap in and out of the mix.
