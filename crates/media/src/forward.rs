@@ -44,15 +44,20 @@ pub struct RtpPayload {
 pub struct FrameHold {
     packets: Vec<RtpPayload>,
     since: Option<Instant>,
+    /// Highest sequence number seen: an older one is a retransmission or reordered.
+    newest: Option<u64>,
 }
 
 impl FrameHold {
-    /// Holds `packet`, or returns what is held with it when it ends its frame (marker bit) or
-    /// belongs to another frame than the held ones (their last packet was lost, or this is a
-    /// late retransmission): those go now rather than wait.
+    /// Holds `packet`, or returns what is held with it when it ends its frame (marker bit),
+    /// belongs to another frame than the held ones (their last packet was lost), or is older
+    /// than a packet already seen (a retransmission, whose frame's end has passed): those go
+    /// now rather than wait.
     pub fn push(&mut self, packet: RtpPayload, now: Instant) -> Option<Vec<RtpPayload>> {
         let other_frame = self.packets.first().is_some_and(|p| p.time != packet.time);
-        let ends = packet.marker || other_frame;
+        let late = self.newest.is_some_and(|n| packet.seq < n);
+        self.newest = Some(self.newest.map_or(packet.seq, |n| n.max(packet.seq)));
+        let ends = packet.marker || other_frame || late;
         self.packets.push(packet);
         if ends {
             self.since = None;
@@ -172,6 +177,20 @@ mod tests {
         // The next frame's first packet also releases a frame whose end was lost.
         hold.push(packet(2, 100, false), t0);
         assert_eq!(seqs(hold.push(packet(4, 200, false), t0)), vec![2, 4]);
+    }
+
+    #[test]
+    fn a_retransmission_goes_at_once() {
+        let t0 = Instant::now();
+        let mut hold = FrameHold::default();
+        assert_eq!(
+            seqs(hold.push(packet(1, 100, false), t0)),
+            Vec::<u64>::new()
+        );
+        assert_eq!(seqs(hold.push(packet(3, 100, true), t0)), vec![1, 3]);
+        // Packet 2 of that frame, resent after its frame ended: nothing to wait for.
+        assert_eq!(seqs(hold.push(packet(2, 100, false), t0)), vec![2]);
+        assert_eq!(hold.deadline(), None);
     }
 
     #[test]
