@@ -984,50 +984,32 @@ mod tests {
             ..MixerConfig::default()
         })
         .unwrap();
-        let packet = silent_packet();
-        let t0 = Instant::now();
+        let (packet, ms) = (silent_packet(), Duration::from_millis);
+        let t0 = Instant::now() + ms(100);
         m.add_source(1);
         m.add_source(2);
-        // Speaker 1 is loud and in the mix; source 2 sends quiet frames and is not.
+        // Speaker 1 (level 20) is in the mix; source 2 (level 120, quiet) is not.
+        let speak = |m: &mut Mixer, id: SourceId, frame: u32, at: Instant| {
+            let level = if id == 1 { 20 } else { 120 };
+            m.push(id, frame * 960, &packet, Some(level), at);
+        };
         for tick in 0..10u32 {
-            let now = t0 + Duration::from_millis(20 * u64::from(tick));
-            m.push(
-                1,
-                tick * 960,
-                &packet,
-                Some(20),
-                now - Duration::from_millis(6),
-            );
-            m.push(
-                2,
-                tick * 960,
-                &packet,
-                Some(120),
-                now - Duration::from_millis(6),
-            );
+            let now = t0 + ms(20 * u64::from(tick));
+            speak(&mut m, 1, tick, now - ms(6));
+            speak(&mut m, 2, tick, now - ms(6));
             m.tick(now);
         }
         assert_eq!(m.frame().mixed, vec![1]);
-        let next = t0 + Duration::from_millis(200);
+        let next = t0 + ms(200);
         // Frame 10 of both is due at `next`; neither has arrived.
         assert!(m.awaits_mixed_frame(next));
-        m.push(2, 10 * 960, &packet, Some(120), next);
-        assert!(
-            m.awaits_mixed_frame(next),
-            "still waiting for the mixed speaker"
-        );
-        m.push(
-            1,
-            10 * 960,
-            &packet,
-            Some(20),
-            next + Duration::from_millis(2),
-        );
-        assert!(!m.awaits_mixed_frame(next + Duration::from_millis(2)));
-        m.tick(next + Duration::from_millis(2));
+        speak(&mut m, 2, 10, next);
+        assert!(m.awaits_mixed_frame(next), "still waiting for speaker 1");
+        speak(&mut m, 1, 10, next + ms(2));
+        assert!(!m.awaits_mixed_frame(next + ms(2)));
+        m.tick(next + ms(2));
         // A speaker silent for longer than two frames is not waited for.
-        let later = next + Duration::from_millis(80);
-        assert!(!m.awaits_mixed_frame(later));
+        assert!(!m.awaits_mixed_frame(next + ms(80)));
     }
 
     /// Near-equal speakers alternating by a couple of dB do not swap in and out of the mix.
