@@ -6,10 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_chimesdkmeetings::Client;
 use aws_sdk_chimesdkmeetings::types::{
-    Attendee, CreateAttendeeRequestItem, EngineTranscribeSettings, TranscribeLanguageCode,
-    TranscriptionConfiguration,
+    EngineTranscribeSettings, TranscribeLanguageCode, TranscriptionConfiguration,
 };
 use carillon_signaling::proto::sdk_signal_frame::Type as FrameType;
 use carillon_signaling::proto::{SdkJoinFrame, SdkSignalFrame};
@@ -21,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::harness::Server;
+use crate::harness::{CreatedMeeting, Server, create_meeting_with};
 
 const SECRET: &str = "webhook-test-secret";
 
@@ -31,42 +29,6 @@ fn webhook_env(url: &str) -> [(&'static str, &str); 2] {
         ("CARILLON_WEBHOOKS", url),
         ("CARILLON_WEBHOOK_SECRET", SECRET),
     ]
-}
-
-/// A meeting created with the attendees alice and bob (in that order).
-struct AliceAndBob {
-    meeting_id: String,
-    signaling: String,
-    attendees: Vec<Attendee>,
-}
-
-async fn alice_and_bob(client: &Client, region: &str, external_id: &str) -> AliceAndBob {
-    let item = |user: &str| {
-        CreateAttendeeRequestItem::builder()
-            .external_user_id(user)
-            .build()
-            .unwrap()
-    };
-    let out = client
-        .create_meeting_with_attendees()
-        .media_region(region)
-        .external_meeting_id(external_id)
-        .attendees(item("alice"))
-        .attendees(item("bob"))
-        .send()
-        .await
-        .unwrap();
-    let meeting = out.meeting().unwrap();
-    AliceAndBob {
-        meeting_id: meeting.meeting_id().unwrap().to_owned(),
-        signaling: meeting
-            .media_placement()
-            .unwrap()
-            .signaling_url()
-            .unwrap()
-            .to_owned(),
-        attendees: out.attendees().to_vec(),
-    }
 }
 
 /// One POST as the receiver saw it.
@@ -256,11 +218,11 @@ async fn a_meeting_lifecycle_reaches_the_webhook_signed_and_exact() {
         &webhook_env(&url),
     );
     let client = server.client();
-    let AliceAndBob {
-        meeting_id,
+    let CreatedMeeting {
+        id: meeting_id,
         signaling,
         attendees,
-    } = alice_and_bob(&client, "eu-west-2", "events-it").await;
+    } = create_meeting_with(&client, "eu-west-2", "events-it", &["alice", "bob"]).await;
     let (alice, bob) = (&attendees[0], &attendees[1]);
     // A new attendee, then an idempotent repeat (no second AttendeeAdded).
     for _ in 0..2 {
@@ -515,11 +477,17 @@ async fn attendees_still_connected_leave_before_the_meeting_ends_and_only_once()
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start_with_env(tmp.path(), &[], &webhook_env(&url));
     let client = server.client();
-    let AliceAndBob {
-        meeting_id,
+    let CreatedMeeting {
+        id: meeting_id,
         signaling,
         attendees,
-    } = alice_and_bob(&client, "us-east-1", "ends-while-connected").await;
+    } = create_meeting_with(
+        &client,
+        "us-east-1",
+        "ends-while-connected",
+        &["alice", "bob"],
+    )
+    .await;
     // Both join and stay connected.
     let mut sockets = Vec::new();
     for (i, a) in attendees.iter().enumerate() {

@@ -243,7 +243,6 @@ impl Drop for Server {
     }
 }
 
-/// Signs a request; returns the headers to send (host excluded: the raw client sends it).
 /// The official SDK client for the server at `url`, retries off.
 pub fn sdk_client(url: &str, akid: &str, secret: &str, region: &str) -> Client {
     let config = aws_sdk_chimesdkmeetings::Config::builder()
@@ -256,6 +255,48 @@ pub fn sdk_client(url: &str, akid: &str, secret: &str, region: &str) -> Client {
     Client::from_conf(config)
 }
 
+/// A meeting created by CreateMeetingWithAttendees.
+pub struct CreatedMeeting {
+    pub id: String,
+    pub signaling: String,
+    /// In the order the users were given.
+    pub attendees: Vec<aws_sdk_chimesdkmeetings::types::Attendee>,
+}
+
+/// Creates a meeting with one attendee per user (their ExternalUserIds) through the SDK.
+pub async fn create_meeting_with(
+    client: &Client,
+    region: &str,
+    external_id: &str,
+    users: &[&str],
+) -> CreatedMeeting {
+    let mut request = client
+        .create_meeting_with_attendees()
+        .media_region(region)
+        .external_meeting_id(external_id);
+    for user in users {
+        request = request.attendees(
+            aws_sdk_chimesdkmeetings::types::CreateAttendeeRequestItem::builder()
+                .external_user_id(*user)
+                .build()
+                .unwrap(),
+        );
+    }
+    let out = request.send().await.unwrap();
+    let meeting = out.meeting().unwrap();
+    CreatedMeeting {
+        id: meeting.meeting_id().unwrap().to_owned(),
+        signaling: meeting
+            .media_placement()
+            .unwrap()
+            .signaling_url()
+            .unwrap()
+            .to_owned(),
+        attendees: out.attendees().to_vec(),
+    }
+}
+
+/// Signs a request; returns the headers to send (host excluded: the raw client sends it).
 pub fn sign(
     method: &str,
     url: &str,

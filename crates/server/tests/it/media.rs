@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::harness::Server;
+use crate::harness::{Server, create_meeting_with};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -88,31 +88,12 @@ struct Meeting {
 }
 
 async fn meeting_with(server: &Server, users: &[&str]) -> Meeting {
-    let client = server.client();
-    let mut request = client
-        .create_meeting_with_attendees()
-        .media_region("us-east-1")
-        .external_meeting_id("signaling-test");
-    for user in users {
-        request = request.attendees(
-            aws_sdk_chimesdkmeetings::types::CreateAttendeeRequestItem::builder()
-                .external_user_id(*user)
-                .build()
-                .unwrap(),
-        );
-    }
-    let out = request.send().await.unwrap();
-    let meeting = out.meeting().unwrap();
+    let created = create_meeting_with(&server.client(), "us-east-1", "signaling-test", users).await;
     Meeting {
-        id: meeting.meeting_id().unwrap().to_owned(),
-        signaling: meeting
-            .media_placement()
-            .unwrap()
-            .signaling_url()
-            .unwrap()
-            .to_owned(),
-        tokens: out
-            .attendees()
+        id: created.id,
+        signaling: created.signaling,
+        tokens: created
+            .attendees
             .iter()
             .map(|a| {
                 (
