@@ -1979,8 +1979,10 @@ impl Engine {
         else {
             return;
         };
-        let codec = payload_codec(&peer.rtc, packet.header.payload_type);
-        let (audio_mid, camera_mid) = (peer.audio_mid, peer.camera_mid);
+        let audio_mid = peer.audio_mid;
+        // Camera video is forwarded if it is VP8 (the only video codec negotiated).
+        let camera_vp8 = Some(mid) == peer.camera_mid
+            && payload_codec(&peer.rtc, packet.header.payload_type) == Some(Codec::Vp8);
         // A replica viewer's uplink goes nowhere.
         let Some(acting) = session.acting() else {
             return;
@@ -2020,11 +2022,7 @@ impl Engine {
             meeting.mix_at = meeting.mix_at.min(meeting.next_mix);
             return;
         }
-        if Some(mid) != camera_mid {
-            return;
-        }
-        // Only VP8 is negotiated.
-        if codec != Some(Codec::Vp8) {
+        if !camera_vp8 {
             return;
         }
         let Some(source) = self.meetings.get_mut(&meeting_id).and_then(|m| {
