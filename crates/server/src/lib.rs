@@ -10,6 +10,7 @@ pub mod media;
 pub mod rest;
 pub mod udp_send;
 pub mod web;
+pub mod websocket;
 
 pub use app::{App, Node, StartError, router};
 pub use config::{Cli, Command, Config, ServeArgs};

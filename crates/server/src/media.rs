@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use carillon_control::{Capabilities, MeetingId, Notice};
 use carillon_media::{
@@ -20,10 +18,15 @@ use carillon_media::{
 };
 use carillon_signaling::proto::{SdkMeetingSessionCredentials, SdkSignalFrame};
 use carillon_signaling::{decode_frame, encode_frame};
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::app::App;
 use crate::udp_send::BatchSender;
+use crate::websocket::{self, Handshake, Socket};
 
 /// Commands for the media thread.
 enum Command {
@@ -268,29 +271,20 @@ pub async fn apply_events(app: Arc<App>, mut events: mpsc::UnboundedReceiver<Med
 pub async fn signaling(
     State(app): State<Arc<App>>,
     Path(meeting): Path<String>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
-    let token = headers
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .find(|p| !p.is_empty() && *p != "_aws_wt_session")
+    let (mut parts, _) = request.into_parts();
+    let upgrade = match Handshake::from_request(&mut parts, "_aws_wt_session") {
+        Ok(upgrade) => upgrade,
+        Err(refused) => return refused.into_response(),
+    };
+    let token = websocket::offered_protocols(&parts.headers)
+        .find(|p| *p != "_aws_wt_session")
         .map(str::to_owned);
     let participant = match (meeting.parse::<MeetingId>(), token) {
         (Ok(meeting), Some(token)) => authenticate(&app, meeting, &token),
         _ => Err(Rejection::Forbidden),
     };
-    // Small buffers: signaling frames are a few hundred bytes (an SDP offer a few KiB; the
-    // read buffer grows for a larger message), and the 128 KiB defaults, zeroed on first use,
-    // would dominate the memory of a connection. The reader reserves this much free space
-    // before each read, so a larger value keeps a larger buffer (4096 kept 8 KiB each).
-    let upgrade = upgrade
-        .protocols(["_aws_wt_session"])
-        .read_buffer_size(1024)
-        .write_buffer_size(0);
     let Some(media) = app.media.as_ref() else {
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -302,7 +296,7 @@ pub async fn signaling(
     let commands = media.commands.clone();
     // Rejections still upgrade, then close with a code the client maps to a final status
     // (a failed upgrade would only make it retry for two minutes).
-    upgrade.on_upgrade(move |socket| async move {
+    upgrade.accept(move |socket| async move {
         match participant {
             Ok(participant) => serve_socket(socket, session, participant, commands).await,
             Err(rejection) => reject(socket, rejection).await,
@@ -397,7 +391,7 @@ pub async fn authorize_promotions(
     }
 }
 
-async fn reject(mut socket: WebSocket, rejection: Rejection) {
+async fn reject(mut socket: Socket, rejection: Rejection) {
     let (status, code) = match rejection {
         Rejection::Forbidden => (403, 4403),
         Rejection::MeetingEnded => (410, 4410),
@@ -406,17 +400,12 @@ async fn reject(mut socket: WebSocket, rejection: Rejection) {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let frame = encode_frame(&SdkSignalFrame::audio_status(now, status));
-    let _ = socket.send(Message::Binary(frame.into())).await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: "rejected".into(),
-        })))
-        .await;
+    let _ = websocket::send_binary(&mut socket, frame.into()).await;
+    let _ = socket.send(close(code, "rejected")).await;
 }
 
 async fn serve_socket(
-    mut socket: WebSocket,
+    mut socket: Socket,
     session: SessionId,
     participant: Participant,
     commands: mpsc::UnboundedSender<Command>,
@@ -434,7 +423,7 @@ async fn serve_socket(
     }
     loop {
         tokio::select! {
-            message = socket.recv() => match message {
+            message = socket.next() => match message {
                 Some(Ok(Message::Binary(bytes))) => match decode_frame(&bytes) {
                     Ok(frame) => {
                         let _ = commands.send(Command::Frame { session, frame: Box::new(frame) });
@@ -446,14 +435,14 @@ async fn serve_socket(
             },
             out = outbound.recv() => match out {
                 Some(Outbound::Frame(bytes)) => {
-                    if socket.send(Message::Binary(bytes.into())).await.is_err() {
+                    if websocket::send_binary(&mut socket, bytes.into()).await.is_err() {
                         break;
                     }
                 }
                 Some(Outbound::Close(code)) => {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: "".into() }))).await;
+                    let _ = socket.send(close(code, "")).await;
                     // Give the client a moment to read the close before the TCP connection goes.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), socket.recv()).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), socket.next()).await;
                     break;
                 }
                 None => break,
@@ -461,4 +450,11 @@ async fn serve_socket(
         }
     }
     let _ = commands.send(Command::Closed { session });
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
 }

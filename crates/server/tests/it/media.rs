@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use carillon_signaling::proto::sdk_signal_frame::Type as FrameType;
-use carillon_signaling::proto::{SdkJoinFrame, SdkSignalFrame};
+use carillon_signaling::proto::{
+    SdkDataMessageFrame, SdkDataMessagePayload, SdkJoinFrame, SdkSignalFrame,
+};
 use carillon_signaling::{decode_frame, encode_frame};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -142,6 +144,38 @@ async fn join_token_as_subprotocol_and_rejections() {
     let (mut ended, _) = open(&other.signaling, &other.tokens[0].1).await;
     let status = expect(&mut ended, FrameType::AudioStatus).await.unwrap();
     assert_eq!(status.audio_status.unwrap().audio_status, Some(410));
+}
+
+/// A message larger than the server's WebSocket fragment (1 KiB) leaves as several frames
+/// and arrives as the one message it was.
+#[tokio::test]
+async fn a_message_larger_than_a_fragment_arrives_whole() {
+    let server = Server::start(&[]);
+    let m = meeting_with(&server, &["alice", "bob"]).await;
+    let (mut alice, _) = open(&m.signaling, &m.tokens[0].1).await;
+    join(&mut alice, 1).await;
+    let (mut bob, _) = open(&m.signaling, &m.tokens[1].1).await;
+    join(&mut bob, 2).await;
+    let data: Vec<u8> = (0..2048u32).map(|i| (i * 7 % 251) as u8).collect();
+    send(
+        &mut alice,
+        SdkSignalFrame {
+            data_message: Some(SdkDataMessageFrame {
+                messages: vec![SdkDataMessagePayload {
+                    topic: Some("big".into()),
+                    data: Some(data.clone()),
+                    ..Default::default()
+                }],
+            }),
+            ..SdkSignalFrame::new(FrameType::DataMessage, 0)
+        },
+    )
+    .await;
+    let received = expect(&mut bob, FrameType::DataMessage).await.unwrap();
+    assert!(encode_frame(&received).len() > 2 * 1024);
+    let message = &received.data_message.unwrap().messages[0];
+    assert_eq!(message.data.as_deref(), Some(&data[..]));
+    assert_eq!(message.topic.as_deref(), Some("big"));
 }
 
 #[tokio::test]

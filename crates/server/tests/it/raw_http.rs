@@ -380,3 +380,48 @@ async fn test_clock_refuses_out_of_range_input() {
     );
     assert_eq!(server.raw("GET", "/healthz", &[], b"").await.status, 200);
 }
+
+/// The signaling URL answers only WebSocket upgrades; anything else is refused with a status
+/// that says why, never a 500.
+#[tokio::test]
+async fn signaling_refuses_requests_that_are_not_websocket_upgrades() {
+    let server = Server::start(&[]);
+    let target = "/control/2b7bd8d5-5d36-4a9e-8a8a-34cb2d1e8d3b";
+    let plain = server.raw("GET", target, &[], b"").await;
+    assert_eq!(plain.status, 400);
+    assert!(plain.text().contains("upgrade"), "{}", plain.text());
+    let upgrade = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let old_version = server
+        .raw(
+            "GET",
+            target,
+            &[
+                upgrade[0],
+                upgrade[1],
+                upgrade[2],
+                ("sec-websocket-version", "8"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(old_version.status, 426);
+    assert_eq!(old_version.header("sec-websocket-version"), Some("13"));
+    let no_key = server
+        .raw(
+            "GET",
+            target,
+            &[upgrade[0], upgrade[1], ("sec-websocket-version", "13")],
+            b"",
+        )
+        .await;
+    assert_eq!(no_key.status, 400);
+    assert!(
+        no_key.text().contains("Sec-WebSocket-Key"),
+        "{}",
+        no_key.text()
+    );
+}
