@@ -20,9 +20,9 @@ use carillon_signaling::proto::{SdkMeetingSessionCredentials, SdkSignalFrame};
 use carillon_signaling::{decode_frame, encode_frame};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::app::App;
 use crate::udp_send::BatchSender;
@@ -430,6 +430,12 @@ async fn serve_socket(
                     }
                     Err(e) => tracing::debug!(session, error = %e, "undecodable signaling frame"),
                 },
+                Some(Err(tungstenite::Error::Capacity(e))) => {
+                    // A message over the 1 MiB cap: say why before closing (1009, RFC 6455).
+                    tracing::debug!(session, error = %e, "signaling message too big");
+                    let _ = socket.send(close(1009, "message too big")).await;
+                    break;
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },

@@ -178,6 +178,20 @@ async fn a_message_larger_than_a_fragment_arrives_whole() {
     assert_eq!(message.topic.as_deref(), Some("big"));
 }
 
+/// A client message over the 1 MiB cap closes the connection with 1009 (message too big).
+#[tokio::test]
+async fn an_oversized_message_closes_with_1009() {
+    let server = Server::start(&[]);
+    let m = meeting_with(&server, &["alice"]).await;
+    let (mut alice, _) = open(&m.signaling, &m.tokens[0].1).await;
+    join(&mut alice, 1).await;
+    let _ = alice.send(Message::Binary(vec![5u8; 1 << 21].into())).await;
+    assert_eq!(
+        expect(&mut alice, FrameType::JoinAck).await.err(),
+        Some(Some(1009))
+    );
+}
+
 #[tokio::test]
 async fn a_connected_attendee_keeps_the_meeting_alive() {
     let server = Server::start(&["--reconnect-grace", "100ms"]);
