@@ -115,10 +115,11 @@ pub enum Output {
         destination: SocketAddr,
         contents: Vec<u8>,
     },
-    /// A signaling frame for a session's WebSocket.
+    /// A signaling frame for a session's WebSocket. A broadcast hands the same frame (one
+    /// `Arc`) to every receiving session in a row, so the adapter can encode it once.
     Frame {
         session: SessionId,
-        frame: Box<SdkSignalFrame>,
+        frame: Arc<SdkSignalFrame>,
     },
     /// Close a session's WebSocket (after the frames queued before this).
     Close {
@@ -162,6 +163,33 @@ const SILENT_CLIENT_CLOSE: u16 = 4500;
 const MAX_IMMEDIATE_TIMEOUTS: u32 = 4;
 /// Recently ended meetings remembered, so a late WebSocket is told the meeting ended.
 const ENDED_REMEMBERED: usize = 4096;
+
+/// The frames of one feed item that several connections get byte for byte: built once per
+/// fan-out, not once per connection (a 250-attendee meeting's volume update is one frame, not
+/// 250 copies of it).
+#[derive(Default)]
+struct SharedFrames {
+    /// The roster, volume or data frame: the same for everyone who gets it.
+    common: Option<Arc<SdkSignalFrame>>,
+    /// The INDEX, by `at_capacity` (false, true).
+    index: [Option<Arc<SdkSignalFrame>>; 2],
+}
+
+impl SharedFrames {
+    fn common(&mut self, build: impl FnOnce() -> SdkSignalFrame) -> Arc<SdkSignalFrame> {
+        self.common.get_or_insert_with(|| Arc::new(build())).clone()
+    }
+
+    fn index(
+        &mut self,
+        at_capacity: bool,
+        build: impl FnOnce() -> SdkSignalFrame,
+    ) -> Arc<SdkSignalFrame> {
+        self.index[usize::from(at_capacity)]
+            .get_or_insert_with(|| Arc::new(build()))
+            .clone()
+    }
+}
 
 /// The media engine. See the module docs for the driving contract.
 pub struct Engine {
@@ -786,10 +814,11 @@ impl Engine {
     // ----- internals: delivery -----
 
     fn send(&mut self, session: SessionId, frame: SdkSignalFrame) {
-        self.outputs.push_back(Output::Frame {
-            session,
-            frame: Box::new(frame),
-        });
+        self.send_shared(session, Arc::new(frame));
+    }
+
+    fn send_shared(&mut self, session: SessionId, frame: Arc<SdkSignalFrame>) {
+        self.outputs.push_back(Output::Frame { session, frame });
     }
 
     fn event(
@@ -921,9 +950,10 @@ impl Engine {
         let mut sessions = std::mem::take(&mut self.scratch_sessions);
         sessions.clear();
         sessions.extend(meeting.sessions.iter().copied());
+        let mut shared = SharedFrames::default();
         for &sid in &sessions {
             if self.sessions.get(&sid).is_some_and(|s| s.joined) {
-                self.apply(sid, item, now);
+                self.apply(sid, item, &mut shared, now);
             }
         }
         self.scratch_sessions = sessions;
@@ -954,15 +984,15 @@ impl Engine {
         }
     }
 
-    /// One feed item, adapted to one receiving connection.
-    fn apply(&mut self, sid: SessionId, item: &FeedItem, now: Instant) {
+    /// One feed item, adapted to one receiving connection. Frames that are the same for
+    /// several connections are built once, in `shared`.
+    fn apply(&mut self, sid: SessionId, item: &FeedItem, shared: &mut SharedFrames, now: Instant) {
         let ts = self.epoch_ms(now);
         match item {
             FeedItem::Roster(entries) => {
-                self.send(
-                    sid,
-                    SdkSignalFrame::audio_stream_id_info(ts, entries.clone()),
-                );
+                let frame =
+                    shared.common(|| SdkSignalFrame::audio_stream_id_info(ts, entries.clone()));
+                self.send_shared(sid, frame);
             }
             FeedItem::Index(index) => {
                 let Some(session) = self.sessions.get(&sid) else {
@@ -984,9 +1014,12 @@ impl Engine {
                         !(session.may_send_video() && (publishing || room))
                     }
                 };
-                let mut frame = index.frame.clone();
-                frame.at_capacity = Some(at_capacity);
-                self.send(sid, SdkSignalFrame::index(ts, frame));
+                let frame = shared.index(at_capacity, || {
+                    let mut frame = index.frame.clone();
+                    frame.at_capacity = Some(at_capacity);
+                    SdkSignalFrame::index(ts, frame)
+                });
+                self.send_shared(sid, frame);
             }
             FeedItem::Metadata(states) => {
                 if self
@@ -994,7 +1027,9 @@ impl Engine {
                     .get(&sid)
                     .is_some_and(|s| !s.participant.key.content)
                 {
-                    self.send(sid, SdkSignalFrame::audio_metadata(ts, states.clone()));
+                    let frame =
+                        shared.common(|| SdkSignalFrame::audio_metadata(ts, states.clone()));
+                    self.send_shared(sid, frame);
                 }
             }
             FeedItem::Data { messages, sender } => {
@@ -1003,7 +1038,9 @@ impl Engine {
                     .get(&sid)
                     .and_then(|s| s.acting().map(|a| a.key));
                 if own != Some(*sender) {
-                    self.send(sid, SdkSignalFrame::data_message(ts, messages.clone()));
+                    let frame =
+                        shared.common(|| SdkSignalFrame::data_message(ts, messages.clone()));
+                    self.send_shared(sid, frame);
                 }
             }
             FeedItem::Audio { shared, minus_one } => self.write_audio(sid, shared, minus_one, now),
@@ -1124,7 +1161,12 @@ impl Engine {
             Some(mirror) => mirror.index().clone(),
             None => meeting.index(),
         };
-        self.apply(sid, &FeedItem::Index(index), now);
+        self.apply(
+            sid,
+            &FeedItem::Index(index),
+            &mut SharedFrames::default(),
+            now,
+        );
     }
 
     fn broadcast_index(&mut self, meeting_id: MeetingId, now: Instant) {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audiopus::coder::{Decoder, Encoder};
@@ -60,6 +61,8 @@ struct Sim {
     /// Video datagrams (the only ones over 500 bytes here) to drop on their way to or from
     /// a client: (client address, how many more).
     drop_video: Option<(SocketAddr, u32)>,
+    /// Every frame output as the engine gave it: (session, frame), to see what is shared.
+    frame_outputs: Vec<(u64, Arc<SdkSignalFrame>)>,
 }
 
 fn caps(audio: MediaCapability, video: MediaCapability, content: MediaCapability) -> Capabilities {
@@ -86,6 +89,7 @@ impl Sim {
             authorize: Vec::new(),
             subscribe_muted: None,
             drop_video: None,
+            frame_outputs: Vec::new(),
         }
     }
 
@@ -325,8 +329,9 @@ impl Sim {
                     Output::Frame { session, frame } => {
                         if let Some(client) = self.clients.iter_mut().find(|c| c.session == session)
                         {
-                            client.inbox.push(*frame);
+                            client.inbox.push((*frame).clone());
                         }
+                        self.frame_outputs.push((session, frame));
                     }
                     Output::Close { session, code } => {
                         if let Some(client) = self.clients.iter_mut().find(|c| c.session == session)
@@ -470,6 +475,17 @@ impl Sim {
             client.frame_count += 1;
         }
         self.pump();
+    }
+
+    /// The last frame of `kind` output to client `c`, as the engine shared it.
+    fn last_output(&self, c: usize, kind: FrameType) -> Arc<SdkSignalFrame> {
+        let session = self.clients[c].session;
+        self.frame_outputs
+            .iter()
+            .rev()
+            .find(|(s, f)| *s == session && f.frame_type() == Some(kind))
+            .map(|(_, f)| f.clone())
+            .expect("a frame of that kind")
     }
 
     fn frames(&self, c: usize, kind: FrameType) -> Vec<&SdkSignalFrame> {
@@ -617,6 +633,11 @@ fn join_sequence_and_roster() {
     );
     assert!(sim.roster(b)[&attendee_of(&sim, a)].1);
     assert!(sim.roster(a)[&attendee_of(&sim, a)].1);
+    // A broadcast is one frame for all its receivers (the adapter encodes it once).
+    assert!(Arc::ptr_eq(
+        &sim.last_output(a, FrameType::AudioStreamIdInfo),
+        &sim.last_output(b, FrameType::AudioStreamIdInfo)
+    ));
 
     // PING gets a PONG with the same id.
     sim.frame(a, SdkSignalFrame::ping(0, 7));

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use carillon_control::{Capabilities, MeetingId, Notice};
 use carillon_media::{
     Engine, EngineConfig, MediaEvent, MediaEventKind, Output, Participant, ParticipantKey,
@@ -60,7 +61,7 @@ pub struct PromotionRequest {
 
 /// What the media thread asks a WebSocket task to do.
 enum Outbound {
-    Frame(Vec<u8>),
+    Frame(Bytes),
     Close(u16),
 }
 
@@ -153,6 +154,7 @@ async fn run(
     let mut sessions: HashMap<SessionId, mpsc::UnboundedSender<Outbound>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut sender = BatchSender::new();
+    let mut last_encoded: Option<(Arc<SdkSignalFrame>, Bytes)> = None;
     loop {
         let deadline = tokio::time::Instant::from_std(engine.poll_timeout());
         tokio::select! {
@@ -212,8 +214,17 @@ async fn run(
                     ..
                 } => sender.send(&socket, destination, &contents).await,
                 Output::Frame { session, frame } => {
+                    // A broadcast is one frame for many sessions in a row: encoded once.
+                    let bytes = match &last_encoded {
+                        Some((last, bytes)) if Arc::ptr_eq(last, &frame) => bytes.clone(),
+                        _ => {
+                            let bytes = Bytes::from(encode_frame(&frame));
+                            last_encoded = Some((frame, bytes.clone()));
+                            bytes
+                        }
+                    };
                     if let Some(tx) = sessions.get(&session) {
-                        let _ = tx.send(Outbound::Frame(encode_frame(&frame)));
+                        let _ = tx.send(Outbound::Frame(bytes));
                     }
                 }
                 Output::Close { session, code } => {
@@ -441,7 +452,7 @@ async fn serve_socket(
             },
             out = outbound.recv() => match out {
                 Some(Outbound::Frame(bytes)) => {
-                    if websocket::send_binary(&mut socket, bytes.into()).await.is_err() {
+                    if websocket::send_binary(&mut socket, bytes).await.is_err() {
                         break;
                     }
                 }
