@@ -208,8 +208,8 @@ pub struct Engine {
     outputs: VecDeque<Output>,
     rtc_events: VecDeque<(SessionId, Event)>,
     dirty: Vec<SessionId>,
-    /// Time of the last datagram, whose effects [`Engine::poll_output`] settles.
-    received_at: Instant,
+    /// Time of the last datagram or timeout, whose effects [`Engine::poll_output`] settles.
+    pending_at: Instant,
     keyframe_requested: HashMap<SessionId, Instant>,
     /// Next sweep for silent clients.
     next_liveness: Instant,
@@ -240,7 +240,7 @@ impl Engine {
             outputs: VecDeque::new(),
             rtc_events: VecDeque::new(),
             dirty: Vec::new(),
-            received_at: now,
+            pending_at: now,
             keyframe_requested: HashMap::new(),
             next_liveness: now + LIVENESS_SWEEP,
             scratch_sessions: Vec::new(),
@@ -250,8 +250,18 @@ impl Engine {
 
     /// The next output to act on.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.outputs.is_empty() && !(self.dirty.is_empty() && self.rtc_events.is_empty()) {
-            self.settle(self.received_at);
+        // Pending effects are worked out one peer at a time, as outputs are taken: a fan-out's
+        // first packets leave while later receivers are still being written to, and only one
+        // peer's packets wait in memory at a time (not a whole tick's, each in its own
+        // MTU-sized buffer).
+        while self.outputs.is_empty() {
+            if let Some(sid) = self.dirty.pop() {
+                self.drain_peer(sid, self.pending_at);
+            } else if let Some((sid, event)) = self.rtc_events.pop_front() {
+                self.on_rtc_event(self.pending_at, sid, event);
+            } else {
+                break;
+            }
         }
         self.outputs.pop_front()
     }
@@ -734,7 +744,7 @@ impl Engine {
         // it leads to — packets forwarded to receivers, answers — waits for `poll_output`, so
         // datagrams taken from the socket together leave together: a receiver's share of a
         // whole video frame goes out in one batch instead of one packet per pass.
-        self.received_at = now;
+        self.pending_at = now;
         self.drain_peer(sid, now);
     }
 
@@ -742,7 +752,7 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Instant) {
         // Packets of datagrams handled just before (not yet settled) go to the mixer before a
         // tick could count them missing.
-        self.settle(self.received_at);
+        self.settle(self.pending_at);
         while let Some(Reverse((t, sid))) = self.timers.peek().copied() {
             if t > now {
                 break;
@@ -781,7 +791,8 @@ impl Engine {
                 self.forget_if_idle(id, now);
             }
         }
-        self.settle(now);
+        // What the timers led to (a tick's fan-out) is worked out by `poll_output`.
+        self.pending_at = now;
     }
 
     /// Closes the connections of clients that stopped sending frames. The adapter then
