@@ -251,7 +251,81 @@ mod tests {
         assert_eq!(empty.len(), 1, "an empty message is still a message");
     }
 
+    /// A request with these headers, as axum hands it over (with hyper's upgrade handle).
+    fn request(method: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut builder = axum::http::Request::builder()
+            .method(method)
+            .uri("/control/m");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut request = builder.body(()).expect("a valid request");
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        let (mut parts, ()) = request.into_parts();
+        parts.extensions.insert(on_upgrade);
+        parts
+    }
+
+    const UPGRADE_HEADERS: [(&str, &str); 5] = [
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-protocol", "_aws_wt_session, dG9rZW4"),
+    ];
+
+    #[test]
+    fn an_upgrade_request_is_accepted_and_answered_101_with_the_subprotocol() {
+        let mut parts = request("GET", &UPGRADE_HEADERS);
+        let handshake = Handshake::from_request(&mut parts, "_aws_wt_session").expect("valid");
+        assert_eq!(handshake.protocol, Some("_aws_wt_session"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let response = rt.block_on(async { handshake.accept(|_| async {}) });
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        // RFC 6455's own example key and answer.
+        assert_eq!(
+            response.headers()[SEC_WEBSOCKET_ACCEPT],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(
+            response.headers()[SEC_WEBSOCKET_PROTOCOL],
+            "_aws_wt_session"
+        );
+        let mut without = request("GET", &UPGRADE_HEADERS[..4]);
+        let handshake = Handshake::from_request(&mut without, "_aws_wt_session").expect("valid");
+        assert_eq!(handshake.protocol, None, "not offered, not echoed");
+    }
+
     proptest! {
+        /// Any header values: never a panic, and accepted exactly when the request is a
+        /// version-13 WebSocket upgrade with a key.
+        #[test]
+        fn handshake_headers_never_panic(
+            method in prop::sample::select(vec!["GET", "POST", "PUT"]),
+            values in prop::collection::vec(prop::option::of("[ -~]{0,40}"), 5),
+        ) {
+            let headers: Vec<(&str, &str)> = UPGRADE_HEADERS
+                .iter()
+                .zip(&values)
+                .filter_map(|((name, _), value)| value.as_deref().map(|v| (*name, v)))
+                .collect();
+            let mut parts = request(method, &headers);
+            let result = Handshake::from_request(&mut parts, "_aws_wt_session");
+            let has = |name: &str, token: &str| {
+                headers.iter().any(|(n, v)| {
+                    *n == name && v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+                })
+            };
+            let valid = method == "GET"
+                && has("connection", "upgrade")
+                && has("upgrade", "websocket")
+                && headers.iter().any(|(n, v)| *n == "sec-websocket-version" && *v == "13")
+                && headers.iter().any(|(n, _)| *n == "sec-websocket-key");
+            prop_assert_eq!(result.is_ok(), valid);
+        }
+
         /// Reassembled fragments are the message: a binary frame first, continuations after,
         /// only the last final, none larger than a fragment.
         #[test]
