@@ -65,8 +65,10 @@ fn loop_pcm() -> Vec<i16> {
     pcm
 }
 
-fn encoder(bitrate: i32, complexity: u8) -> Result<Encoder, String> {
-    let mut encoder = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)
+/// A speaker's encoder (a browser's: the speech modes) or, with `Application::LowDelay`,
+/// one like the server mixer's (CELT-only).
+fn encoder(application: Application, bitrate: i32, complexity: u8) -> Result<Encoder, String> {
+    let mut encoder = Encoder::new(SampleRate::Hz48000, Channels::Mono, application)
         .map_err(|e| format!("opus encoder: {e}"))?;
     encoder
         .set_bitrate(Bitrate::BitsPerSecond(bitrate))
@@ -105,7 +107,7 @@ impl AudioLoop {
     /// Encodes the loop (twice, keeping the second pass so the encoder state is warm).
     pub fn new() -> Result<AudioLoop, String> {
         let pcm = loop_pcm();
-        let mut speaker = encoder(32_000, 5)?;
+        let mut speaker = encoder(Application::Voip, 32_000, 5)?;
         encode_frames(&mut speaker, &pcm)?;
         let packets = encode_frames(&mut speaker, &pcm)?;
         Ok(AudioLoop {
@@ -125,17 +127,17 @@ pub struct Calibration {
     pub sample: usize,
 }
 
-/// Runs speaker encode → mixer decode → mixer encode (32 kb/s, complexity 5, as the server's
-/// mixer) → listener decode over a few loops and finds the onset of the last burst.
+/// Runs speaker encode → mixer decode → mixer encode (CELT-only, 40 kb/s, complexity 5, as the
+/// server's mixer) → listener decode over a few loops and finds the onset of the last burst.
 pub fn calibrate() -> Result<Calibration, String> {
     let mut pcm = Vec::new();
     for _ in 0..4 {
         pcm.extend(loop_pcm());
     }
-    let mut speaker = encoder(32_000, 5)?;
+    let mut speaker = encoder(Application::Voip, 32_000, 5)?;
     let mut mixer_in = Decoder::new(SampleRate::Hz48000, Channels::Mono)
         .map_err(|e| format!("opus decoder: {e}"))?;
-    let mut mixer_out = encoder(32_000, 5)?;
+    let mut mixer_out = encoder(Application::LowDelay, 40_000, 5)?;
     let mut listener = Decoder::new(SampleRate::Hz48000, Channels::Mono)
         .map_err(|e| format!("opus decoder: {e}"))?;
     let sent = encode_frames(&mut speaker, &pcm)?;

