@@ -254,15 +254,7 @@ impl Engine {
         // first packets leave while later receivers are still being written to, and only one
         // peer's packets wait in memory at a time (not a whole tick's, each in its own
         // MTU-sized buffer).
-        while self.outputs.is_empty() {
-            if let Some(sid) = self.dirty.pop() {
-                self.drain_peer(sid, self.pending_at);
-            } else if let Some((sid, event)) = self.rtc_events.pop_front() {
-                self.on_rtc_event(self.pending_at, sid, event);
-            } else {
-                break;
-            }
-        }
+        while self.outputs.is_empty() && self.settle_step(self.pending_at) {}
         self.outputs.pop_front()
     }
 
@@ -1939,15 +1931,20 @@ impl Engine {
 
     /// Drains str0m outputs of dirty peers and handles their events, until quiet.
     fn settle(&mut self, now: Instant) {
-        loop {
-            while let Some(sid) = self.dirty.pop() {
-                self.drain_peer(sid, now);
-            }
-            let Some((sid, event)) = self.rtc_events.pop_front() else {
-                break;
-            };
+        while self.settle_step(now) {}
+    }
+
+    /// One step of settling: drains a dirty peer or, when none is left, handles one str0m
+    /// event. False when there was nothing to do.
+    fn settle_step(&mut self, now: Instant) -> bool {
+        if let Some(sid) = self.dirty.pop() {
+            self.drain_peer(sid, now);
+        } else if let Some((sid, event)) = self.rtc_events.pop_front() {
             self.on_rtc_event(now, sid, event);
+        } else {
+            return false;
         }
+        true
     }
 
     fn drain_peer(&mut self, sid: SessionId, now: Instant) {

@@ -60,8 +60,7 @@ impl FrameHold {
         let ends = packet.marker || other_frame || late;
         self.packets.push(packet);
         if ends {
-            self.since = None;
-            return Some(std::mem::take(&mut self.packets));
+            return Some(self.release());
         }
         self.since.get_or_insert(now);
         None
@@ -75,11 +74,15 @@ impl FrameHold {
     /// The held packets, if their deadline has passed.
     pub fn take_due(&mut self, now: Instant) -> Option<Vec<RtpPayload>> {
         if self.deadline().is_some_and(|d| d <= now) {
-            self.since = None;
-            Some(std::mem::take(&mut self.packets))
+            Some(self.release())
         } else {
             None
         }
+    }
+
+    fn release(&mut self) -> Vec<RtpPayload> {
+        self.since = None;
+        std::mem::take(&mut self.packets)
     }
 }
 

@@ -302,12 +302,7 @@ impl Sim {
                         contents,
                         ..
                     } => {
-                        if let Some((to, left)) = self.drop_video.as_mut()
-                            && *to == destination
-                            && *left > 0
-                            && contents.len() > 500
-                        {
-                            *left -= 1;
+                        if self.loses_video(destination, contents.len()) {
                             continue;
                         }
                         if let Some(client) =
@@ -385,12 +380,7 @@ impl Sim {
             }
             for (source, contents) in to_server {
                 progress = true;
-                if let Some((from, left)) = self.drop_video.as_mut()
-                    && *from == source
-                    && *left > 0
-                    && contents.len() > 500
-                {
-                    *left -= 1;
+                if self.loses_video(source, contents.len()) {
                     continue;
                 }
                 self.engine
@@ -475,6 +465,18 @@ impl Sim {
             client.frame_count += 1;
         }
         self.pump();
+    }
+
+    /// Whether a datagram of `len` bytes to or from the client at `addr` is lost on the way
+    /// (see `drop_video`); counts it.
+    fn loses_video(&mut self, addr: SocketAddr, len: usize) -> bool {
+        match self.drop_video.as_mut() {
+            Some((lossy, left)) if *lossy == addr && *left > 0 && len > 500 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The last frame of `kind` output to client `c`, as the engine shared it.

@@ -279,18 +279,22 @@ pub async fn apply_events(app: Arc<App>, mut events: mpsc::UnboundedReceiver<Med
 
 /// `GET /control/<MeetingId>`: the signaling WebSocket. The join token arrives as the second
 /// WebSocket subprotocol (`_aws_wt_session, <JoinToken>`); the first is echoed.
+/// The subprotocol the Chime client offers beside its join token, echoed on acceptance.
+const SESSION_PROTOCOL: &str = "_aws_wt_session";
+
 pub async fn signaling(
     State(app): State<Arc<App>>,
     Path(meeting): Path<String>,
     request: Request,
 ) -> Response {
     let (mut parts, _) = request.into_parts();
-    let upgrade = match Handshake::from_request(&mut parts, "_aws_wt_session") {
+    let upgrade = match Handshake::from_request(&mut parts, SESSION_PROTOCOL) {
         Ok(upgrade) => upgrade,
         Err(refused) => return refused.into_response(),
     };
+    // The join token is the client's other subprotocol.
     let token = websocket::offered_protocols(&parts.headers)
-        .find(|p| *p != "_aws_wt_session")
+        .find(|p| *p != SESSION_PROTOCOL)
         .map(str::to_owned);
     let participant = match (meeting.parse::<MeetingId>(), token) {
         (Ok(meeting), Some(token)) => authenticate(&app, meeting, &token),

@@ -13,7 +13,7 @@ use axum::http::header::{
     SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -121,26 +121,24 @@ impl Handshake {
 /// The subprotocols a client offers (`Sec-WebSocket-Protocol`, comma-separated, possibly in
 /// several headers).
 pub fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
+    header_tokens(headers, SEC_WEBSOCKET_PROTOCOL)
 }
 
-fn header_has_token(
-    headers: &HeaderMap,
-    name: axum::http::HeaderName,
-    token: &'static str,
-) -> bool {
+/// Whether a comma-separated header holds `token` (case-insensitive, as `Connection` and
+/// `Upgrade` are compared).
+fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &'static str) -> bool {
+    header_tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// The non-empty, trimmed items of a comma-separated header, over all its occurrences.
+fn header_tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// Why a request is not a WebSocket upgrade we can accept.
