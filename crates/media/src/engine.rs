@@ -39,7 +39,8 @@ use crate::feed::{FeedItem, FeedMirror, FeedRequest, FeedSnapshot, VideoCodec, V
 use crate::forward::{Rebase, RtpPayload};
 use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence, VideoSource};
 use crate::sdp::{self, Direction, OfferLayout};
-use crate::session::{Participant, Peer, Promotion, Session, SessionId, VideoTx};
+use crate::session::{AudioPath, Participant, Peer, Promotion, Session, SessionId, VideoTx};
+use crate::srtp::{self, KeyCapture, RtpOut, RtpSealer};
 
 /// Node-wide media settings.
 #[derive(Debug, Clone)]
@@ -290,6 +291,16 @@ impl Engine {
     /// Number of live sessions (for metrics and tests).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Connections whose mixed audio the engine seals itself rather than sending it through
+    /// str0m (for metrics and tests).
+    pub fn sealed_audio_count(&self) -> usize {
+        self.sessions
+            .values()
+            .filter_map(|s| s.peer.as_ref())
+            .filter(|p| matches!(p.audio_path, AudioPath::Sealed(_)))
+            .count()
     }
 
     fn epoch_ms(&self, now: Instant) -> u64 {
@@ -1083,14 +1094,51 @@ impl Engine {
         if !peer.rtc.is_connected() {
             return;
         }
+        if matches!(peer.audio_path, AudioPath::Undecided) {
+            let Some(keys) = peer.keys.get() else {
+                return;
+            };
+            let ssrc = peer
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(mid, None)
+                .map(|stream| *stream.ssrc());
+            peer.audio_path = match ssrc.and_then(|ssrc| RtpSealer::new(keys, ssrc)) {
+                Some(sealer) => AudioPath::Sealed(sealer),
+                None => AudioPath::Str0m,
+            };
+            tracing::debug!(session = sid, profile = ?keys.profile, path = ?peer.audio_path, "mixed audio path");
+        }
         let (seq, time) = (peer.audio_seq, peer.audio_rtp);
+        // The first packet starts a talkspurt for the client's jitter buffer.
+        let marker = seq == 1;
+        match (&peer.audio_path, peer.media_destination) {
+            (AudioPath::Sealed(sealer), Some(destination)) => {
+                let contents = sealer.seal(RtpOut {
+                    payload_type: *pt,
+                    marker,
+                    seq,
+                    timestamp: time,
+                    payload: &packet[..],
+                });
+                self.outputs.push_back(Output::Transmit {
+                    source: self.config.candidate,
+                    destination,
+                    contents,
+                });
+            }
+            (AudioPath::Sealed(_), None) => return,
+            _ => {
+                let mut api = peer.rtc.direct_api();
+                let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+                    return;
+                };
+                stream.write_rtp(RtpWrite::new(pt, seq.into(), time, now, packet).marker(marker));
+                mark_dirty(&mut self.dirty, peer, sid);
+            }
+        }
         peer.audio_seq += 1;
         peer.audio_rtp = peer.audio_rtp.wrapping_add(960);
-        if let Some(stream) = peer.rtc.direct_api().stream_tx_by_mid(mid, None) {
-            // The first packet starts a talkspurt for the client's jitter buffer.
-            stream.write_rtp(RtpWrite::new(pt, seq.into(), time, now, packet).marker(seq == 1));
-            mark_dirty(&mut self.dirty, peer, sid);
-        }
     }
 
     fn write_video(&mut self, sid: SessionId, video: &VideoPackets, now: Instant) {
@@ -1612,22 +1660,26 @@ impl Engine {
 
     // ----- internals: media -----
 
-    fn new_rtc(&self, now: Instant) -> Rtc {
-        let mut rtc = Rtc::builder()
-            .set_ice_lite(true)
-            .set_dtls_cert(self.cert.clone())
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            // Packets, not frames: video is forwarded packet by packet (no depacketizing,
-            // no repacketizing, no waiting for a frame's last packet) and our mixer has its
-            // own jitter buffer for audio.
-            .set_rtp_mode(true)
-            .build(now);
+    /// A new `Rtc` and the capture its DTLS handshake will export the SRTP keys into.
+    fn new_rtc(&self, now: Instant) -> (Rtc, KeyCapture) {
+        let (mut rtc, keys) = srtp::with_key_capture(|| {
+            Rtc::builder()
+                .set_crypto_provider(srtp::capturing_provider())
+                .set_ice_lite(true)
+                .set_dtls_cert(self.cert.clone())
+                .clear_codecs()
+                .enable_opus(true, false)
+                .enable_vp8(true)
+                // Packets, not frames: video is forwarded packet by packet (no depacketizing,
+                // no repacketizing, no waiting for a frame's last packet) and our mixer has its
+                // own jitter buffer for audio.
+                .set_rtp_mode(true)
+                .build(now)
+        });
         if let Ok(candidate) = Candidate::host(self.config.candidate, "udp") {
             rtc.add_local_candidate(candidate);
         }
-        rtc
+        (rtc, keys)
     }
 
     /// Forgets a session's peer (and the addresses that routed to it).
@@ -1681,10 +1733,13 @@ impl Engine {
             .is_some_and(|p| p.remote_ufrag == layout.ice_ufrag);
         if !reuse {
             self.clear_peer(sid);
-            let rtc = self.new_rtc(now);
+            let (rtc, keys) = self.new_rtc(now);
             let session = self.sessions.get_mut(&sid).expect("checked above");
             session.peer = Some(Box::new(Peer {
                 rtc,
+                keys,
+                audio_path: AudioPath::Undecided,
+                media_destination: None,
                 remote_ufrag: layout.ice_ufrag.clone(),
                 audio_mid: None,
                 opus_pt: None,
@@ -1958,11 +2013,18 @@ impl Engine {
         let mut immediate = 0;
         loop {
             match peer.rtc.poll_output() {
-                Ok(str0m::Output::Transmit(t)) => self.outputs.push_back(Output::Transmit {
-                    source: t.source,
-                    destination: t.destination,
-                    contents: t.contents.into(),
-                }),
+                Ok(str0m::Output::Transmit(t)) => {
+                    // DTLS (first byte 20-63) and RTP/RTCP (128-191) go to the pair in use;
+                    // STUN answers (0-3) go to whichever pair was checked.
+                    if matches!(t.contents.first(), Some(20..=63 | 128..=191)) {
+                        peer.media_destination = Some(t.destination);
+                    }
+                    self.outputs.push_back(Output::Transmit {
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    })
+                }
                 Ok(str0m::Output::Event(e)) => self.rtc_events.push_back((sid, e)),
                 Ok(str0m::Output::Timeout(t)) if t <= now && immediate < MAX_IMMEDIATE_TIMEOUTS => {
                     immediate += 1;

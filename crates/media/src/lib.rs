@@ -18,6 +18,7 @@ pub mod forward;
 pub mod meeting;
 pub mod sdp;
 pub mod session;
+pub mod srtp;
 
 pub use engine::{Engine, EngineConfig, MediaEvent, MediaEventKind, Output};
 pub use feed::FeedItem;

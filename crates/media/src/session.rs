@@ -1,6 +1,7 @@
 //! One signaling connection (a WebSocket) and, once it has subscribed, its WebRTC peer.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use carillon_control::{Capabilities, MeetingId};
@@ -9,6 +10,7 @@ use str0m::media::{Mid, Pt};
 
 use crate::forward::Rebase;
 use crate::meeting::ParticipantKey;
+use crate::srtp::{KeyCapture, RtpSealer};
 
 /// The adapter's id for a WebSocket connection.
 pub type SessionId = u64;
@@ -178,4 +180,32 @@ pub struct Peer {
     pub audio_seq: u64,
     /// Queued in the engine's list of peers to drain (each peer is drained once per pass).
     pub dirty: bool,
+    /// The SRTP keys of this connection, once its DTLS handshake has exported them.
+    pub keys: KeyCapture,
+    /// How the mixed audio leaves: sealed by us once the keys are known, or through str0m.
+    pub audio_path: AudioPath,
+    /// Where str0m sends this connection's DTLS and RTCP: the ICE pair in use.
+    pub media_destination: Option<SocketAddr>,
+}
+
+/// How a peer's mixed audio is sent.
+#[derive(Default)]
+pub enum AudioPath {
+    /// Not decided yet (no keys yet).
+    #[default]
+    Undecided,
+    /// Sealed by the engine (see [`crate::srtp`]).
+    Sealed(RtpSealer),
+    /// Through str0m's RTP mode: a profile we do not seal ourselves.
+    Str0m,
+}
+
+impl std::fmt::Debug for AudioPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AudioPath::Undecided => "undecided",
+            AudioPath::Sealed(_) => "sealed by the engine",
+            AudioPath::Str0m => "through str0m",
+        })
+    }
 }
