@@ -709,6 +709,7 @@ impl Engine {
         destination: SocketAddr,
         contents: &[u8],
     ) {
+        let first_byte = contents.first().copied();
         let Ok(contents) = contents.try_into() else {
             return;
         };
@@ -738,10 +739,15 @@ impl Engine {
             return;
         };
         self.by_addr.insert(source, sid);
-        if let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut())
-            && let Err(e) = peer.rtc.handle_input(input)
-        {
-            tracing::debug!(session = sid, error = %e, "peer rejected input");
+        if let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) {
+            // RTP/RTCP from an address that passed an ICE check: the pair the client uses
+            // now, and so where the audio we seal ourselves goes (symmetric RTP).
+            if known.is_some() && matches!(first_byte, Some(128..=191)) {
+                peer.media_destination = Some(source);
+            }
+            if let Err(e) = peer.rtc.handle_input(input) {
+                tracing::debug!(session = sid, error = %e, "peer rejected input");
+            }
         }
         // Only this peer is drained now (str0m holds one received RTP packet at a time). What
         // it leads to — packets forwarded to receivers, answers — waits for `poll_output`, so
