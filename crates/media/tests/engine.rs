@@ -24,6 +24,8 @@ struct Client {
     session: u64,
     key: ParticipantKey,
     addr: SocketAddr,
+    /// The address the server sees, when a NAT in between rebound the client to another.
+    nat: Option<SocketAddr>,
     rtc: Option<Rtc>,
     pending: Option<SdpPendingOffer>,
     audio_mid: Option<Mid>,
@@ -144,6 +146,7 @@ impl Sim {
             addr: format!("10.0.0.{}:{}", session, 5000 + session)
                 .parse()
                 .unwrap(),
+            nat: None,
             rtc: None,
             pending: None,
             audio_mid: None,
@@ -305,8 +308,10 @@ impl Sim {
                         if self.loses_video(destination, contents.len()) {
                             continue;
                         }
-                        if let Some(client) =
-                            self.clients.iter_mut().find(|c| c.addr == destination)
+                        if let Some(client) = self
+                            .clients
+                            .iter_mut()
+                            .find(|c| c.nat.unwrap_or(c.addr) == destination)
                             && let Some(rtc) = client.rtc.as_mut()
                         {
                             let input = Input::Receive(
@@ -314,7 +319,7 @@ impl Sim {
                                 Receive {
                                     proto: Protocol::Udp,
                                     source: server,
-                                    destination,
+                                    destination: client.addr,
                                     contents: contents.as_slice().try_into().unwrap(),
                                 },
                             );
@@ -350,7 +355,7 @@ impl Sim {
                 loop {
                     match rtc.poll_output() {
                         Ok(str0m::Output::Transmit(t)) => {
-                            to_server.push((client.addr, t.contents.to_vec()))
+                            to_server.push((client.nat.unwrap_or(client.addr), t.contents.to_vec()))
                         }
                         Ok(str0m::Output::Timeout(t)) => {
                             client.timeout = t;
@@ -723,6 +728,32 @@ fn three_way_audio_each_hears_the_others_not_itself() {
         states.iter().any(|s| s.volume.is_some_and(|v| v < 42)),
         "{states:?}"
     );
+}
+
+#[test]
+fn the_mixed_audio_follows_a_client_whose_nat_rebinds_it() {
+    let mut sim = Sim::new();
+    let a = sim.connect("speaker", Some(440.0), all());
+    let b = sim.connect("listener", None, all());
+    for c in [a, b] {
+        sim.join(c);
+        sim.subscribe(c, false, &[]);
+    }
+    sim.run(Duration::from_secs(2));
+    assert!(sim.clients[b].connected);
+    // The listener's NAT gives it a new public port: its ICE checks and media now come from
+    // there, and the audio must follow (the old port reaches nobody any more).
+    sim.clients[b].nat = Some("10.0.0.99:40000".parse().unwrap());
+    sim.run(Duration::from_secs(6));
+    let before = sim.clients[b].heard.len();
+    sim.run(Duration::from_secs(1));
+    let heard = &sim.clients[b].heard[before..];
+    assert!(
+        heard.len() >= 48_000 * 9 / 10,
+        "heard {} samples in 1 s",
+        heard.len()
+    );
+    assert!(tone_power(heard, 440.0) > 0.0);
 }
 
 #[test]
