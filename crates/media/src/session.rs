@@ -184,7 +184,8 @@ pub struct Peer {
     pub keys: KeyCapture,
     /// How the mixed audio leaves: sealed by us once the keys are known, or through str0m.
     pub audio_path: AudioPath,
-    /// Where str0m sends this connection's DTLS and RTCP: the ICE pair in use.
+    /// Where the sealed audio goes: the address the client last sent media from (or, before
+    /// that, where str0m sent its DTLS and RTCP): the ICE pair in use.
     pub media_destination: Option<SocketAddr>,
 }
 
