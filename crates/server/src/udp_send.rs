@@ -94,9 +94,59 @@ fn segment_control(segment: u16) -> [u8; 24] {
     control
 }
 
-/// Sends datagrams on the media socket, batching runs to one destination when GSO works.
+/// Datagrams that are not part of a GSO run (one packet to a receiver: the mixed audio, RTCP),
+/// stored back to back, to leave together in one `sendmmsg`.
+#[derive(Debug, Default)]
+pub struct Singles {
+    bytes: Vec<u8>,
+    /// Destination, start in `bytes`, length.
+    items: Vec<(SocketAddr, usize, usize)>,
+}
+
+/// At most this many datagrams per `sendmmsg` (the kernel's `UIO_MAXIOV` is 1024).
+const MAX_SINGLES: usize = 64;
+
+impl Singles {
+    pub fn push(&mut self, destination: SocketAddr, datagram: &[u8]) {
+        self.items
+            .push((destination, self.bytes.len(), datagram.len()));
+        self.bytes.extend_from_slice(datagram);
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The queued datagrams in order.
+    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.items
+            .iter()
+            .map(|&(d, start, len)| (d, &self.bytes[start..start + len]))
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.items.clear();
+    }
+}
+
+/// Sends datagrams on the media socket: runs to one destination as one segmented send when GSO
+/// works, the other datagrams gathered into one `sendmmsg` per up to 64.
+///
+/// Why `sendmmsg`: a tick of mixed audio is one datagram to each of hundreds of listeners, and
+/// the per-call part of a `sendto` (entering the kernel, the socket lookup) is a fifth of its
+/// cost on this path (measured: ~3.0 instead of 3.4–4.4 µs per datagram on loopback).
+///
+/// Order: a destination's datagrams leave in the order they were queued (singles queued before
+/// a segmented run go first), which is all RTP needs; datagrams to different destinations may
+/// be reordered among themselves.
 pub struct BatchSender {
     batch: GsoBatch,
+    singles: Singles,
     gso: bool,
 }
 
@@ -104,11 +154,12 @@ impl BatchSender {
     pub fn new() -> Self {
         BatchSender {
             batch: GsoBatch::default(),
+            singles: Singles::default(),
             gso: cfg!(all(target_os = "linux", target_pointer_width = "64")),
         }
     }
 
-    /// Queues a datagram, sending the current batch first when this one cannot join it.
+    /// Queues a datagram, sending what it cannot join first.
     pub async fn send(
         &mut self,
         socket: &tokio::net::UdpSocket,
@@ -116,23 +167,37 @@ impl BatchSender {
         datagram: &[u8],
     ) {
         if !self.gso {
-            send_one(socket, destination, datagram).await;
+            self.singles.push(destination, datagram);
+            if self.singles.len() >= MAX_SINGLES {
+                send_singles(socket, &mut self.singles).await;
+            }
             return;
         }
         if !self.batch.accepts(destination, datagram.len()) {
-            self.flush(socket).await;
+            self.end_run(socket).await;
         }
         self.batch.push(destination, datagram);
     }
 
     /// Sends whatever is queued.
     pub async fn flush(&mut self, socket: &tokio::net::UdpSocket) {
+        self.end_run(socket).await;
+        send_singles(socket, &mut self.singles).await;
+    }
+
+    /// The current run is complete: one datagram joins the singles, a longer run leaves as one
+    /// segmented send (after the singles queued before it).
+    async fn end_run(&mut self, socket: &tokio::net::UdpSocket) {
         let Some((destination, bytes, segment, count)) = self.batch.parts() else {
             return;
         };
         if count == 1 {
-            send_one(socket, destination, bytes).await;
+            self.singles.push(destination, bytes);
+            if self.singles.len() >= MAX_SINGLES {
+                send_singles(socket, &mut self.singles).await;
+            }
         } else {
+            send_singles(socket, &mut self.singles).await;
             match send_segments(socket, destination, bytes, segment).await {
                 Ok(()) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
@@ -153,6 +218,62 @@ impl Default for BatchSender {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Sends the queued singles (one `sendmmsg` per call the kernel takes) and empties the queue.
+#[cfg(target_os = "linux")]
+async fn send_singles(socket: &tokio::net::UdpSocket, singles: &mut Singles) {
+    use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg};
+    if singles.len() == 1 {
+        if let Some((destination, datagram)) = singles.iter().next() {
+            send_one(socket, destination, datagram).await;
+        }
+    } else if !singles.is_empty() {
+        let addresses: Vec<SocketAddrAny> = singles.iter().map(|(d, _)| d.into()).collect();
+        let buffers: Vec<[io::IoSlice<'_>; 1]> = singles
+            .iter()
+            .map(|(_, datagram)| [io::IoSlice::new(datagram)])
+            .collect();
+        let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = addresses
+            .iter()
+            .map(|_| SendAncillaryBuffer::default())
+            .collect();
+        let mut messages: Vec<MMsgHdr<'_>> = addresses
+            .iter()
+            .zip(&buffers)
+            .zip(controls.iter_mut())
+            .map(|((address, buffer), control)| MMsgHdr::new_with_addr(address, buffer, control))
+            .collect();
+        let mut sent = 0;
+        while sent < messages.len() {
+            let result = socket.try_io(tokio::io::Interest::WRITABLE, || {
+                sendmmsg(socket, &mut messages[sent..], SendFlags::empty()).map_err(io::Error::from)
+            });
+            match result {
+                Ok(n) => sent += n.max(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if socket.writable().await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // The kernel reports the failing datagram only when none before it was
+                    // sent: skip it and go on with the rest.
+                    tracing::debug!(error = %e, "media send failed");
+                    sent += 1;
+                }
+            }
+        }
+    }
+    singles.clear();
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn send_singles(socket: &tokio::net::UdpSocket, singles: &mut Singles) {
+    for (destination, datagram) in singles.iter() {
+        send_one(socket, destination, datagram).await;
+    }
+    singles.clear();
 }
 
 async fn send_one(socket: &tokio::net::UdpSocket, destination: SocketAddr, datagram: &[u8]) {
@@ -319,5 +440,51 @@ mod tests {
             assert_eq!(&buf[..n], &d[..]);
         }
         assert!(sender.gso, "loopback takes segmented sends");
+    }
+
+    /// Runs and single datagrams to many receivers, more singles than one `sendmmsg` takes:
+    /// every datagram arrives, each receiver's in the order sent.
+    #[tokio::test]
+    async fn singles_and_runs_arrive_complete_and_in_order_per_receiver() {
+        let receivers: Vec<std::net::UdpSocket> = (0..5)
+            .map(|_| {
+                let r = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                r.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                r
+            })
+            .collect();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut sender = BatchSender::new();
+        let mut sent: Vec<(usize, Vec<u8>)> = Vec::new();
+        for i in 0..400u16 {
+            // Mostly one datagram per receiver in turn (the audio fan-out), sometimes a run of
+            // three to one receiver (a video frame).
+            let to = (i as usize * 3) % receivers.len();
+            let run = if i % 17 == 0 { 3 } else { 1 };
+            for k in 0..run {
+                let len = if run > 1 {
+                    900
+                } else {
+                    100 + (i as usize % 40)
+                };
+                let mut d = vec![(i % 251) as u8; len];
+                d[0] = k as u8;
+                sent.push((to, d));
+            }
+        }
+        for (to, d) in &sent {
+            sender
+                .send(&socket, receivers[*to].local_addr().unwrap(), d)
+                .await;
+        }
+        sender.flush(&socket).await;
+        let mut buf = [0u8; 2048];
+        for (r, receiver) in receivers.iter().enumerate() {
+            for (_, d) in sent.iter().filter(|(to, _)| *to == r) {
+                let n = receiver.recv(&mut buf).unwrap();
+                assert_eq!(&buf[..n], &d[..], "receiver {r}");
+            }
+        }
     }
 }
