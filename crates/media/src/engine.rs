@@ -65,6 +65,9 @@ pub struct EngineConfig {
     /// A connection whose client sent no frame for this long is closed as dropped (clients
     /// PING every 10 s; a vanished network otherwise leaves a half-open TCP connection).
     pub client_silence_timeout: Duration,
+    /// Seal the mixed audio ourselves (see [`crate::srtp`]); off, it goes through str0m's
+    /// send path like everything else (slower; kept as the fallback and for comparison).
+    pub seal_mixed_audio: bool,
 }
 
 impl EngineConfig {
@@ -80,6 +83,7 @@ impl EngineConfig {
             metadata_interval: Duration::from_millis(250),
             data_rate: (100.0, 200),
             client_silence_timeout: Duration::from_secs(45),
+            seal_mixed_audio: true,
         }
     }
 }
@@ -1101,19 +1105,19 @@ impl Engine {
             return;
         }
         if matches!(peer.audio_path, AudioPath::Undecided) {
-            let Some(keys) = peer.keys.get() else {
-                return;
-            };
+            // The handshake exports the keys before str0m reports the connection, so a
+            // connected peer without captured keys only means we cannot seal: str0m sends.
+            let keys = peer.keys.get();
             let ssrc = peer
                 .rtc
                 .direct_api()
                 .stream_tx_by_mid(mid, None)
                 .map(|stream| *stream.ssrc());
-            peer.audio_path = match ssrc.and_then(|ssrc| RtpSealer::new(keys, ssrc)) {
+            peer.audio_path = match keys.zip(ssrc).and_then(|(k, ssrc)| RtpSealer::new(k, ssrc)) {
                 Some(sealer) => AudioPath::Sealed(sealer),
                 None => AudioPath::Str0m,
             };
-            tracing::debug!(session = sid, profile = ?keys.profile, path = ?peer.audio_path, "mixed audio path");
+            tracing::debug!(session = sid, profile = ?keys.map(|k| k.profile), path = ?peer.audio_path, "mixed audio path");
         }
         let (seq, time) = (peer.audio_seq, peer.audio_rtp);
         // The first packet starts a talkspurt for the client's jitter buffer.
@@ -1669,8 +1673,13 @@ impl Engine {
     /// A new `Rtc` and the capture its DTLS handshake will export the SRTP keys into.
     fn new_rtc(&self, now: Instant) -> (Rtc, KeyCapture) {
         let (mut rtc, keys) = srtp::with_key_capture(|| {
-            Rtc::builder()
-                .set_crypto_provider(srtp::capturing_provider())
+            let builder = Rtc::builder();
+            let builder = if self.config.seal_mixed_audio {
+                builder.set_crypto_provider(srtp::capturing_provider())
+            } else {
+                builder
+            };
+            builder
                 .set_ice_lite(true)
                 .set_dtls_cert(self.cert.clone())
                 .clear_codecs()
