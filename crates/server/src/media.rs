@@ -116,6 +116,9 @@ pub fn start(
     ))
 }
 
+/// Datagrams sent between two looks at the socket during a long fan-out.
+const DRAIN_EVERY: usize = 64;
+
 /// Hands up to `max` already-queued datagrams to the engine, without waiting.
 fn drain_socket(
     socket: &tokio::net::UdpSocket,
@@ -206,13 +209,24 @@ async fn run(
                 engine.handle_timeout(Instant::now());
             }
         }
+        let mut sent = 0usize;
         while let Some(output) = engine.poll_output() {
             match output {
                 Output::Transmit {
                     destination,
                     contents,
                     ..
-                } => sender.send(&socket, destination, &contents).await,
+                } => {
+                    sender.send(&socket, destination, &contents).await;
+                    sent += 1;
+                    // A fan-out to a thousand listeners keeps this loop busy for ~8 ms. Media
+                    // arriving meanwhile is taken in now and then, so it is stamped when it
+                    // came (the jitter buffers judge a speaker's lateness by that) and
+                    // forwarded video does not wait for the whole fan-out.
+                    if sent.is_multiple_of(DRAIN_EVERY) {
+                        drain_socket(&socket, &mut engine, local, &mut buf, 64);
+                    }
+                }
                 Output::Frame { session, frame } => {
                     // A broadcast is one frame for many sessions in a row: encoded once.
                     let bytes = match &last_encoded {
