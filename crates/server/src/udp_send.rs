@@ -97,7 +97,7 @@ fn segment_control(segment: u16) -> [u8; 24] {
 /// Datagrams that are not part of a GSO run (one packet to a receiver: the mixed audio, RTCP),
 /// stored back to back, to leave together in one `sendmmsg`.
 #[derive(Debug, Default)]
-pub struct Singles {
+struct Singles {
     bytes: Vec<u8>,
     /// Destination, start in `bytes`, length.
     items: Vec<(SocketAddr, usize, usize)>,
@@ -107,28 +107,28 @@ pub struct Singles {
 const MAX_SINGLES: usize = 64;
 
 impl Singles {
-    pub fn push(&mut self, destination: SocketAddr, datagram: &[u8]) {
+    fn push(&mut self, destination: SocketAddr, datagram: &[u8]) {
         self.items
             .push((destination, self.bytes.len(), datagram.len()));
         self.bytes.extend_from_slice(datagram);
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.items.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// The queued datagrams in order.
-    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+    fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.items
             .iter()
             .map(|&(d, start, len)| (d, &self.bytes[start..start + len]))
     }
 
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         self.bytes.clear();
         self.items.clear();
     }
