@@ -1,4 +1,4 @@
-//! Process statistics from `/proc` (Linux): CPU time (utime + stime), per-thread CPU time and
+//! Process statistics from `/proc` (Linux): CPU time (utime + stime, and stime alone), per-thread CPU time and
 //! resident memory.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,12 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// CPU time (user + system, all threads) of a process in seconds; `pid` may be `self`.
 pub fn cpu_seconds(pid: &str) -> Result<f64, String> {
     stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// The system (kernel) part of [`cpu_seconds`]: for a media server, mostly its socket calls
+/// (on loopback including the delivery to the receiving socket).
+pub fn system_cpu_seconds(pid: &str) -> Result<f64, String> {
+    stat_times(&format!("/proc/{pid}/stat")).map(|(_, system)| system)
 }
 
 /// Resident set size in bytes (`VmRSS` of `/proc/<pid>/status`).
@@ -52,6 +58,11 @@ pub fn thread_cpu(pid: &str) -> BTreeMap<String, f64> {
 
 /// The CPU seconds (utime + stime) in a `stat` file.
 fn stat_cpu(path: &str) -> Result<f64, String> {
+    stat_times(path).map(|(user, system)| user + system)
+}
+
+/// The user and system CPU seconds (utime, stime) in a `stat` file.
+fn stat_times(path: &str) -> Result<(f64, f64), String> {
     let stat = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     // The name (field 2) is in parentheses and may contain spaces.
     let (_, rest) = stat
@@ -66,7 +77,7 @@ fn stat_cpu(path: &str) -> Result<f64, String> {
             .map(|t| t as f64)
             .ok_or_else(|| format!("unexpected {path}"))
     };
-    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
+    Ok((ticks(11)? / TICKS_PER_SECOND, ticks(12)? / TICKS_PER_SECOND))
 }
 
 /// CPU time the whole machine spent busy (every core, every process), in seconds, from

@@ -109,10 +109,11 @@ pub fn common_rows(table: &mut Table, o: &Outcome) {
     table.info(
         "server CPU (all threads)",
         format!(
-            "{:.3} s in {:.2} s = {:.1} % of one core",
+            "{:.3} s in {:.2} s = {:.1} % of one core ({:.0} % of it in the kernel)",
             o.server_cpu,
             o.wall,
-            100.0 * o.server_cpu / o.wall
+            100.0 * o.server_cpu / o.wall,
+            100.0 * o.server_system_cpu / o.server_cpu.max(1e-9)
         ),
     );
     let threads: Vec<String> = o
@@ -221,6 +222,7 @@ pub fn common_rows(table: &mut Table, o: &Outcome) {
             "clients": o.clients,
             "wall_s": o.wall,
             "server_cpu_s": o.server_cpu,
+            "server_system_cpu_s": o.server_system_cpu,
             "client_cpu_s": o.client_cpu,
             "other_cpu_s": o.other_cpu,
             "rx_lost": c.rx_lost,

@@ -47,6 +47,8 @@ pub struct Outcome {
     /// Wall-clock length of the measurement window, seconds.
     pub wall: f64,
     pub server_cpu: f64,
+    /// The kernel's part of `server_cpu`.
+    pub server_system_cpu: f64,
     pub client_cpu: f64,
     /// CPU seconds used by everything else on the machine in the window.
     pub other_cpu: f64,
@@ -185,6 +187,7 @@ pub async fn run(common: &Common, setup: Setup) -> Result<Outcome, String> {
     let counters_before = *shared.counters.borrow();
     let threads_before = procfs::thread_cpu(&pid);
     let server_before = procfs::cpu_seconds(&pid)?;
+    let server_system_before = procfs::system_cpu_seconds(&pid)?;
     let client_before = procfs::cpu_seconds("self")?;
     let machine_before = procfs::machine_busy_seconds()?;
     let window = Instant::now();
@@ -201,6 +204,7 @@ pub async fn run(common: &Common, setup: Setup) -> Result<Outcome, String> {
     shared.measuring.set(false);
     let wall = window.elapsed().as_secs_f64();
     let server_cpu = procfs::cpu_seconds(&pid)? - server_before;
+    let server_system_cpu = procfs::system_cpu_seconds(&pid)? - server_system_before;
     let client_cpu = procfs::cpu_seconds("self")? - client_before;
     let machine_cpu = procfs::machine_busy_seconds()? - machine_before;
     let mut server_threads = procfs::thread_cpu(&pid);
@@ -238,6 +242,7 @@ pub async fn run(common: &Common, setup: Setup) -> Result<Outcome, String> {
         clients: total,
         wall,
         server_cpu,
+        server_system_cpu,
         client_cpu,
         other_cpu: (machine_cpu - server_cpu - client_cpu).max(0.0),
         server_threads,
