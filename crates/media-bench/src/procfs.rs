@@ -1,5 +1,5 @@
-//! Process statistics from `/proc` (Linux): CPU time (utime + stime, and stime alone), per-thread CPU time and
-//! resident memory.
+//! Process statistics from `/proc` (Linux): CPU time (utime + stime, and the kernel's part),
+//! per-thread CPU time and resident memory.
 
 use std::collections::BTreeMap;
 
@@ -11,10 +11,10 @@ pub fn cpu_seconds(pid: &str) -> Result<f64, String> {
     stat_cpu(&format!("/proc/{pid}/stat"))
 }
 
-/// The system (kernel) part of [`cpu_seconds`]: for a media server, mostly its socket calls
-/// (on loopback including the delivery to the receiving socket).
-pub fn system_cpu_seconds(pid: &str) -> Result<f64, String> {
-    stat_times(&format!("/proc/{pid}/stat")).map(|(_, system)| system)
+/// [`cpu_seconds`] and its system (kernel) part, from one read: for a media server the kernel's
+/// part is mostly its socket calls (on loopback including the delivery to the receiving socket).
+pub fn cpu_and_system_seconds(pid: &str) -> Result<(f64, f64), String> {
+    stat_times(&format!("/proc/{pid}/stat")).map(|(user, system)| (user + system, system))
 }
 
 /// Resident set size in bytes (`VmRSS` of `/proc/<pid>/status`).

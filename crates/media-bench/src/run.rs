@@ -186,8 +186,7 @@ pub async fn run(common: &Common, setup: Setup) -> Result<Outcome, String> {
     // The measurement window.
     let counters_before = *shared.counters.borrow();
     let threads_before = procfs::thread_cpu(&pid);
-    let server_before = procfs::cpu_seconds(&pid)?;
-    let server_system_before = procfs::system_cpu_seconds(&pid)?;
+    let (server_before, server_system_before) = procfs::cpu_and_system_seconds(&pid)?;
     let client_before = procfs::cpu_seconds("self")?;
     let machine_before = procfs::machine_busy_seconds()?;
     let window = Instant::now();
@@ -203,8 +202,9 @@ pub async fn run(common: &Common, setup: Setup) -> Result<Outcome, String> {
     tokio::time::sleep(common.measure).await;
     shared.measuring.set(false);
     let wall = window.elapsed().as_secs_f64();
-    let server_cpu = procfs::cpu_seconds(&pid)? - server_before;
-    let server_system_cpu = procfs::system_cpu_seconds(&pid)? - server_system_before;
+    let (server_after, server_system_after) = procfs::cpu_and_system_seconds(&pid)?;
+    let server_cpu = server_after - server_before;
+    let server_system_cpu = server_system_after - server_system_before;
     let client_cpu = procfs::cpu_seconds("self")? - client_before;
     let machine_cpu = procfs::machine_busy_seconds()? - machine_before;
     let mut server_threads = procfs::thread_cpu(&pid);

@@ -81,14 +81,18 @@ pub fn with_key_capture<T>(build: impl FnOnce() -> T) -> (T, KeyCapture) {
 
 /// The default crypto provider with the key-capturing DTLS provider in it.
 pub fn capturing_provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| {
-            let mut provider = from_feature_flags();
-            provider.dtls_provider = &CAPTURING_DTLS;
-            Arc::new(provider)
-        })
-        .clone()
+    providers().0.clone()
+}
+
+/// Built once: the capturing provider, and the default DTLS provider it wraps.
+fn providers() -> &'static (Arc<CryptoProvider>, &'static dyn DtlsProvider) {
+    static PROVIDERS: OnceLock<(Arc<CryptoProvider>, &'static dyn DtlsProvider)> = OnceLock::new();
+    PROVIDERS.get_or_init(|| {
+        let mut provider = from_feature_flags();
+        let default = provider.dtls_provider;
+        provider.dtls_provider = &CAPTURING_DTLS;
+        (Arc::new(provider), default)
+    })
 }
 
 static CAPTURING_DTLS: CapturingDtlsProvider = CapturingDtlsProvider;
@@ -97,8 +101,7 @@ static CAPTURING_DTLS: CapturingDtlsProvider = CapturingDtlsProvider;
 struct CapturingDtlsProvider;
 
 fn default_dtls() -> &'static dyn DtlsProvider {
-    static DEFAULT: OnceLock<CryptoProvider> = OnceLock::new();
-    DEFAULT.get_or_init(from_feature_flags).dtls_provider
+    providers().1
 }
 
 impl DtlsProvider for CapturingDtlsProvider {

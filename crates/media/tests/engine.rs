@@ -48,6 +48,13 @@ struct Client {
     audio_session_id: u64,
 }
 
+impl Client {
+    /// The address the server sees this client at.
+    fn seen_at(&self) -> SocketAddr {
+        self.nat.unwrap_or(self.addr)
+    }
+}
+
 struct Sim {
     now: Instant,
     engine: Engine,
@@ -308,10 +315,8 @@ impl Sim {
                         if self.loses_video(destination, contents.len()) {
                             continue;
                         }
-                        if let Some(client) = self
-                            .clients
-                            .iter_mut()
-                            .find(|c| c.nat.unwrap_or(c.addr) == destination)
+                        if let Some(client) =
+                            self.clients.iter_mut().find(|c| c.seen_at() == destination)
                             && let Some(rtc) = client.rtc.as_mut()
                         {
                             let input = Input::Receive(
@@ -349,13 +354,14 @@ impl Sim {
             }
             let mut to_server = Vec::new();
             for client in &mut self.clients {
+                let seen_at = client.seen_at();
                 let Some(rtc) = client.rtc.as_mut() else {
                     continue;
                 };
                 loop {
                     match rtc.poll_output() {
                         Ok(str0m::Output::Transmit(t)) => {
-                            to_server.push((client.nat.unwrap_or(client.addr), t.contents.to_vec()))
+                            to_server.push((seen_at, t.contents.to_vec()))
                         }
                         Ok(str0m::Output::Timeout(t)) => {
                             client.timeout = t;

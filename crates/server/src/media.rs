@@ -291,11 +291,11 @@ pub async fn apply_events(app: Arc<App>, mut events: mpsc::UnboundedReceiver<Med
     }
 }
 
-/// `GET /control/<MeetingId>`: the signaling WebSocket. The join token arrives as the second
-/// WebSocket subprotocol (`_aws_wt_session, <JoinToken>`); the first is echoed.
 /// The subprotocol the Chime client offers beside its join token, echoed on acceptance.
 const SESSION_PROTOCOL: &str = "_aws_wt_session";
 
+/// `GET /control/<MeetingId>`: the signaling WebSocket. The join token arrives as the second
+/// WebSocket subprotocol (`_aws_wt_session, <JoinToken>`); the first is echoed.
 pub async fn signaling(
     State(app): State<Arc<App>>,
     Path(meeting): Path<String>,

@@ -167,10 +167,7 @@ impl BatchSender {
         datagram: &[u8],
     ) {
         if !self.gso {
-            self.singles.push(destination, datagram);
-            if self.singles.len() >= MAX_SINGLES {
-                send_singles(socket, &mut self.singles).await;
-            }
+            queue_single(socket, &mut self.singles, destination, datagram).await;
             return;
         }
         if !self.batch.accepts(destination, datagram.len()) {
@@ -192,10 +189,7 @@ impl BatchSender {
             return;
         };
         if count == 1 {
-            self.singles.push(destination, bytes);
-            if self.singles.len() >= MAX_SINGLES {
-                send_singles(socket, &mut self.singles).await;
-            }
+            queue_single(socket, &mut self.singles, destination, bytes).await;
         } else {
             send_singles(socket, &mut self.singles).await;
             match send_segments(socket, destination, bytes, segment).await {
@@ -217,6 +211,19 @@ impl BatchSender {
 impl Default for BatchSender {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Queues a single datagram, sending the queue once it holds [`MAX_SINGLES`].
+async fn queue_single(
+    socket: &tokio::net::UdpSocket,
+    singles: &mut Singles,
+    destination: SocketAddr,
+    datagram: &[u8],
+) {
+    singles.push(destination, datagram);
+    if singles.len() >= MAX_SINGLES {
+        send_singles(socket, singles).await;
     }
 }
 
