@@ -33,6 +33,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::Message;
@@ -41,6 +42,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::media::{self, AudioLoop, Calibration, FRAME, LOOP_FRAMES, OnsetDetector};
+use crate::rx_stamp;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -119,6 +121,9 @@ pub struct Samples {
     pub video: Vec<u64>,
     /// How late the senders' 20 ms / frame timers fired (a sign of an overloaded client).
     pub tick_lag: Vec<u64>,
+    /// How long a probe's datagrams waited in its socket before being read (kept out of the
+    /// latencies above by the kernel's receive stamps).
+    pub rx_lag: Vec<u64>,
 }
 
 /// State shared by all clients of the process (single-threaded: `Rc` + cells).
@@ -224,11 +229,13 @@ pub enum Role {
     Speaker { index: usize, of: usize },
     /// Receives the mix only.
     Listener,
-    /// Publishes its camera (and receives the mix).
+    /// Publishes its camera (and receives the mix); its frames start `phase` into the
+    /// frame interval.
     Publisher {
         index: u32,
         fps: u32,
         frame_bytes: usize,
+        phase: Duration,
     },
     /// Subscribes to `publishers` cameras.
     Receiver { publishers: usize },
@@ -354,6 +361,9 @@ async fn run_inner(
     let sock = UdpSocket::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("UDP bind: {e}"))?;
+    if spec.probe {
+        rx_stamp::enable(&sock).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
+    }
     let local = sock.local_addr().map_err(|e| e.to_string())?;
 
     // The offer, made before the WebSocket opens so the join latency holds no client work.
@@ -578,8 +588,8 @@ async fn run_inner(
             let phase = FRAME * index as u32 / of.max(1) as u32;
             Some(tokio::time::interval_at(base + phase, FRAME))
         }
-        Role::Publisher { fps, .. } => Some(tokio::time::interval_at(
-            base,
+        Role::Publisher { fps, phase, .. } => Some(tokio::time::interval_at(
+            base + phase,
             Duration::from_secs(1) / fps.max(1),
         )),
         _ => None,
@@ -595,11 +605,11 @@ async fn run_inner(
         tokio::select! {
             biased;
             received = peer.recv_from(&mut buf) => {
-                let (n, source) = received.map_err(|e| format!("UDP receive: {e}"))?;
-                dirty |= peer.on_datagram(source, &buf[..n]);
+                let (n, source, at) = received.map_err(|e| format!("UDP receive: {e}"))?;
+                dirty |= peer.on_datagram(source, at, &buf[..n]);
                 // Take what else is queued without another trip through the scheduler.
-                while let Some((n, source)) = peer.try_recv_from(&mut buf) {
-                    dirty |= peer.on_datagram(source, &buf[..n]);
+                while let Some((n, source, at)) = peer.try_recv_from(&mut buf) {
+                    dirty |= peer.on_datagram(source, at, &buf[..n]);
                 }
             }
             scheduled = async {
@@ -728,22 +738,46 @@ pub struct Peer {
     frames: u64,
     keyframe: bool,
     pt_cache: Option<str0m::media::Pt>,
-    /// When the datagram being handled was read from the socket.
+    /// When the datagram being handled arrived (the kernel's stamp on probes).
     rx_at: Instant,
 }
 
 impl Peer {
-    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    /// The next datagram and when it arrived (see `rx_stamp`).
+    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Instant)> {
         match &self.sock {
-            PeerSocket::Async(s) => s.recv_from(buf).await,
+            PeerSocket::Async(s) => {
+                let (n, source, at, waited) = s
+                    .async_io(Interest::READABLE, || rx_stamp::recv(s, buf))
+                    .await?;
+                self.note_rx_lag(waited);
+                Ok((n, source, at))
+            }
             PeerSocket::Bulk(_) => std::future::pending().await,
         }
     }
 
-    fn try_recv_from(&self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    fn try_recv_from(&self, buf: &mut [u8]) -> Option<(usize, SocketAddr, Instant)> {
         match &self.sock {
-            PeerSocket::Async(s) => s.try_recv_from(buf).ok(),
-            PeerSocket::Bulk(s) => s.recv_from(buf).ok(),
+            PeerSocket::Async(s) => {
+                let (n, source, at, waited) = s
+                    .try_io(Interest::READABLE, || rx_stamp::recv(s, buf))
+                    .ok()?;
+                self.note_rx_lag(waited);
+                Some((n, source, at))
+            }
+            PeerSocket::Bulk(s) => s
+                .recv_from(buf)
+                .ok()
+                .map(|(n, source)| (n, source, Instant::now())),
+        }
+    }
+
+    /// A probe's datagram waited this long between arriving and being read.
+    fn note_rx_lag(&self, waited: Duration) {
+        if self.probe && self.shared.measuring.get() {
+            let lag = waited.as_micros() as u64;
+            self.shared.samples.borrow_mut().rx_lag.push(lag);
         }
     }
 
@@ -761,8 +795,8 @@ impl Peer {
     /// One sweep of a bulk-mode peer.
     fn sweep(&mut self, buf: &mut [u8]) -> Result<(), String> {
         let mut dirty = false;
-        while let Some((n, source)) = self.try_recv_from(buf) {
-            dirty |= self.on_datagram(source, &buf[..n]);
+        while let Some((n, source, at)) = self.try_recv_from(buf) {
+            dirty |= self.on_datagram(source, at, &buf[..n]);
         }
         let now = Instant::now();
         if now >= self.deadline {
@@ -799,8 +833,8 @@ impl Peer {
     }
 
     /// One datagram from the server. Returns whether str0m got input (and must be polled).
-    fn on_datagram(&mut self, source: SocketAddr, data: &[u8]) -> bool {
-        self.rx_at = Instant::now();
+    fn on_datagram(&mut self, source: SocketAddr, at: Instant, data: &[u8]) -> bool {
+        self.rx_at = at;
         let Some(&first) = data.first() else {
             return false;
         };
@@ -998,6 +1032,7 @@ impl Peer {
                 index,
                 fps,
                 frame_bytes,
+                ..
             } => {
                 let Some(writer) = self.rtc.writer(self.camera_mid) else {
                     return Ok(());

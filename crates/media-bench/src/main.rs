@@ -18,6 +18,7 @@ mod media;
 mod procfs;
 mod report;
 mod run;
+mod rx_stamp;
 mod server;
 mod stats;
 
@@ -121,6 +122,11 @@ struct VideoArgs {
     /// Receivers that decrypt their video to measure latency (the others count packets).
     #[arg(long, default_value_t = 8)]
     video_probes: usize,
+    /// Every publisher sends its frames at the same instant: the worst case for the
+    /// server's fan-out. By default their frame times are spread evenly over the frame
+    /// interval, as independent cameras' would be.
+    #[arg(long)]
+    aligned_frames: bool,
 }
 
 impl Default for VideoArgs {
@@ -131,6 +137,7 @@ impl Default for VideoArgs {
             fps: 30,
             frame_bytes: 6000,
             video_probes: 8,
+            aligned_frames: false,
         }
     }
 }
@@ -443,13 +450,20 @@ async fn signaling_only(common: &Common, n: usize) -> Result<Table, String> {
 
 async fn video(common: &Common, v: &VideoArgs) -> Result<Table, String> {
     let is_probe = probe_set(v.receivers, v.video_probes);
+    let interval = Duration::from_secs(1) / v.fps.max(1);
     let mut clients: Vec<(Role, bool)> = (0..v.publishers)
         .map(|i| {
+            let phase = if v.aligned_frames {
+                Duration::ZERO
+            } else {
+                interval * i as u32 / v.publishers as u32
+            };
             (
                 Role::Publisher {
                     index: i as u32,
                     fps: v.fps,
                     frame_bytes: v.frame_bytes,
+                    phase,
                 },
                 false,
             )

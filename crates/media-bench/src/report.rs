@@ -197,6 +197,10 @@ pub fn common_rows(table: &mut Table, o: &Outcome) {
         Summary::of(&o.tick_lag).describe_ms(),
     );
     table.info(
+        "probe receive lag (not counted)",
+        Summary::of(&o.rx_lag).describe_ms(),
+    );
+    table.info(
         "setup",
         format!(
             "{} clients connected in {:.1} s; {} dropped after connecting ({} during the window)",
@@ -239,6 +243,7 @@ pub fn common_rows(table: &mut Table, o: &Outcome) {
             "audio_latency_us": summary_json(&o.audio),
             "video_latency_us": summary_json(&o.video),
             "tick_lag_us": summary_json(&o.tick_lag),
+            "rx_lag_us": summary_json(&o.rx_lag),
             "dropped": o.dropped.len(),
         }),
     );

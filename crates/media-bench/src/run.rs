@@ -66,6 +66,7 @@ pub struct Outcome {
     pub audio: Vec<u64>,
     pub video: Vec<u64>,
     pub tick_lag: Vec<u64>,
+    pub rx_lag: Vec<u64>,
     /// Per speaker: bursts sent, onsets detected at all probes.
     pub per_speaker: Vec<client::SpeakerStats>,
     /// How long connecting every client took.
@@ -195,6 +196,7 @@ pub async fn run(common: &Common, setup: Setup) -> Result<Outcome, String> {
         samples.audio.clear();
         samples.video.clear();
         samples.tick_lag.clear();
+        samples.rx_lag.clear();
     }
     shared.per_speaker.borrow_mut().clear();
     shared.measuring.set(true);
@@ -258,6 +260,7 @@ pub async fn run(common: &Common, setup: Setup) -> Result<Outcome, String> {
         audio: samples.audio,
         video: samples.video,
         tick_lag: samples.tick_lag,
+        rx_lag: samples.rx_lag,
         per_speaker: shared.per_speaker.borrow().values().cloned().collect(),
         connect_time,
         dropped,
