@@ -157,6 +157,8 @@ const FRAME: Duration = Duration::from_millis(20);
 /// at most this; not waiting conceals the frame and adds a whole frame of playout delay to
 /// that speaker until it is cut again.
 const MIX_GRACE: Duration = Duration::from_millis(5);
+/// The smallest move of a meeting's mix ticks worth making (see `Engine::advance_ticks`).
+const MIN_TICK_ADVANCE: Duration = Duration::from_millis(2);
 /// Recently deleted attendees remembered (see `Engine::deleted`).
 const DELETED_REMEMBERED: usize = 4096;
 /// How often connections are checked for silent clients.
@@ -221,6 +223,8 @@ pub struct Engine {
     /// Reused lists for fan-out (no allocation per packet).
     scratch_sessions: Vec<SessionId>,
     scratch_meetings: Vec<MeetingId>,
+    /// Times a meeting's mix ticks were moved earlier (see `Engine::advance_ticks`).
+    tick_advances: u64,
 }
 
 impl Engine {
@@ -250,6 +254,7 @@ impl Engine {
             next_liveness: now + LIVENESS_SWEEP,
             scratch_sessions: Vec::new(),
             scratch_meetings: Vec::new(),
+            tick_advances: 0,
         }
     }
 
@@ -305,6 +310,12 @@ impl Engine {
             .filter_map(|s| s.peer.as_ref())
             .filter(|p| matches!(p.audio_path, AudioPath::Sealed(_)))
             .count()
+    }
+
+    /// Times a meeting's mix ticks were moved earlier to meet its speakers' packets (for
+    /// metrics and tests).
+    pub fn tick_advance_count(&self) -> u64 {
+        self.tick_advances
     }
 
     fn epoch_ms(&self, now: Instant) -> u64 {
@@ -2217,6 +2228,7 @@ impl Engine {
             meeting.next_mix = now;
         }
         let mut frames = 0;
+        let first_due = meeting.next_mix;
         let waits = meeting.next_mix <= now
             && now < meeting.next_mix + MIX_GRACE
             && meeting.mixer.awaits_mixed_frame(now);
@@ -2234,20 +2246,50 @@ impl Engine {
         if metadata_due {
             meeting.next_metadata = now + self.config.metadata_interval;
         }
-        for _ in 0..frames {
-            self.mix(now, meeting_id);
+        for i in 0..frames {
+            self.mix(now, first_due + FRAME * i, meeting_id);
+        }
+        if frames > 0 {
+            self.advance_ticks(now, meeting_id);
         }
         if metadata_due {
             self.audio_metadata(now, meeting_id);
         }
     }
 
-    /// One 20 ms mixed frame to every listener of a meeting and of its replicas.
-    fn mix(&mut self, now: Instant, meeting_id: MeetingId) {
+    /// Moves a meeting's mix ticks earlier when every mixed speaker's packets have arrived
+    /// well ahead of them for a while (see `Mixer::tick_advance`): the phase of the ticks
+    /// against the speakers' packets is otherwise an accident of when the meeting started,
+    /// and costs up to a frame of delay on everything the listeners hear.
+    fn advance_ticks(&mut self, now: Instant, meeting_id: MeetingId) {
         let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
             return;
         };
-        let frame = meeting.mixer.tick(now);
+        let Some(advance) = meeting.mixer.tick_advance() else {
+            return;
+        };
+        if advance < MIN_TICK_ADVANCE {
+            return;
+        }
+        let next = meeting
+            .next_mix
+            .checked_sub(advance)
+            .unwrap_or(meeting.next_mix)
+            .max(now);
+        meeting.next_mix = next;
+        meeting.mix_at = next;
+        meeting.mixer.ticks_moved();
+        self.tick_advances += 1;
+        tracing::debug!(meeting = %meeting_id, ?advance, "mix ticks moved earlier");
+    }
+
+    /// One 20 ms mixed frame (the one due at `due`) to every listener of a meeting and of its
+    /// replicas.
+    fn mix(&mut self, now: Instant, due: Instant, meeting_id: MeetingId) {
+        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+            return;
+        };
+        let frame = meeting.mixer.tick_scheduled(now, due);
         let item = FeedItem::Audio {
             shared: Arc::from(&frame.shared[..]),
             minus_one: frame

@@ -756,6 +756,36 @@ fn three_way_audio(seal: bool) {
     );
 }
 
+/// The mix ticks move earlier to meet the speakers' packets (`Engine::advance_ticks`), and the
+/// listeners go on hearing them without a gap. Where the packets first fall against the ticks
+/// is whatever the meeting's start made it; a phase jump of 11 ms half-way makes sure they
+/// fall well ahead of the ticks at some point (at worst after one rewind), so the ticks move.
+#[test]
+fn the_mix_ticks_move_to_meet_the_speakers_packets() {
+    let mut sim = Sim::new();
+    let speaker = sim.connect("speaker", Some(440.0), all());
+    let listener = sim.connect("listener", None, all());
+    for c in [speaker, listener] {
+        sim.join(c);
+        sim.subscribe(c, false, &[]);
+    }
+    // The next run's packets go out 11 ms later in the 20 ms cycle than this one's.
+    sim.run(Duration::from_millis(3011));
+    sim.run(Duration::from_secs(3));
+    let moves = sim.engine.tick_advance_count();
+    // Once per settled phase, not every window.
+    assert!((1..=3).contains(&moves), "{moves} moves");
+    let heard = &sim.clients[listener].heard;
+    let tail = &heard[heard.len() - 48_000..];
+    for (i, chunk) in tail.chunks(960).enumerate() {
+        assert!(
+            tone_power(chunk, 440.0) > 1e6,
+            "the listener's last second, frame {i}: {}",
+            tone_power(chunk, 440.0)
+        );
+    }
+}
+
 #[test]
 fn the_mixed_audio_follows_a_client_whose_nat_rebinds_it() {
     let mut sim = Sim::new();

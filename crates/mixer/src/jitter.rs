@@ -160,6 +160,9 @@ pub(crate) struct JitterBuffer {
     excess: bool,
     /// Complete windows in a row that showed excess delay (0 after one that did not).
     excess_windows: u32,
+    /// Smallest slack of the latest complete window, if it had no gap and nothing moved the
+    /// playout point or the tick grid since (see [`JitterBuffer::settled_slack`]).
+    settled: Option<Duration>,
     /// Longest allowed span from the playout point to the end of the newest packet.
     max_span: i64,
     /// A packet this far behind the playout point restarts the playout.
@@ -183,6 +186,7 @@ impl JitterBuffer {
             window_gap: false,
             excess: false,
             excess_windows: 0,
+            settled: None,
             max_span,
             resync_span: max_span.max(50 * i64::from(frame)),
             overtaken: 0,
@@ -229,6 +233,7 @@ impl JitterBuffer {
         self.window_ticks = 0;
         self.window_gap = false;
         self.excess = false;
+        self.settled = None;
     }
 
     /// Queues one packet of `dur` samples (a valid Opus packet duration) that arrived at
@@ -348,14 +353,16 @@ impl JitterBuffer {
         playing
     }
 
-    /// Records how long before this tick the packet it plays arrived.
+    /// Records how long before this tick the last packet it plays arrived: the one with the
+    /// frame's last sample (with packets shorter than a frame, the latest of them).
     fn measure_slack(&mut self, now: Instant) {
-        let front = self
+        let last_sample = self.play_ts.wrapping_add(self.frame - 1);
+        let last = self
             .queue
             .iter()
-            .find(|p| ts_diff(p.end(), self.play_ts) > 0)
-            .filter(|p| ts_diff(p.ts, self.play_ts) <= 0);
-        match front {
+            .find(|p| ts_diff(p.end(), last_sample) > 0)
+            .filter(|p| ts_diff(p.ts, last_sample) <= 0);
+        match last {
             Some(p) => {
                 let slack = now.saturating_duration_since(p.arrived);
                 self.window_min = Some(self.window_min.map_or(slack, |m| m.min(slack)));
@@ -365,17 +372,17 @@ impl JitterBuffer {
                 self.window_gap = true;
                 self.excess = false;
                 self.excess_windows = 0;
+                self.settled = None;
             }
         }
         self.window_ticks = self.window_ticks.saturating_add(1);
         if self.window_ticks >= self.playout.shrink_window.max(1) {
             // Windows follow each other; each verdict holds until the next one.
-            let excess = !self.window_gap
-                && self
-                    .window_min
-                    .is_some_and(|m| m >= self.frame_dur + self.playout.margin);
+            let settled = self.window_min.filter(|_| !self.window_gap);
+            let excess = settled.is_some_and(|m| m >= self.frame_dur + self.playout.margin);
             self.reset_window();
             self.excess = excess;
+            self.settled = settled;
             self.excess_windows = if excess {
                 self.excess_windows.saturating_add(1)
             } else {
@@ -396,6 +403,24 @@ impl JitterBuffer {
     /// rather than keeping the extra delay for the rest of the call.
     pub(crate) fn excess_persists(&self) -> bool {
         self.may_shrink() && self.excess_windows >= PERSISTENT_EXCESS_WINDOWS
+    }
+
+    /// While playing: the smallest slack (tick time minus arrival) of the packets played over
+    /// the latest complete window, when that window had no gap and neither the playout point
+    /// nor the tick grid moved since. How much earlier the ticks could come without making
+    /// this source late (keeping the playout margin): the slack minus the margin.
+    pub(crate) fn settled_slack(&self) -> Option<Duration> {
+        if self.state != State::Playing {
+            return None;
+        }
+        self.settled
+    }
+
+    /// The ticks were moved earlier: slack measured so far is stale, and so is a verdict of
+    /// excess delay.
+    pub(crate) fn ticks_moved(&mut self) {
+        self.reset_window();
+        self.excess_windows = 0;
     }
 
     /// Cuts the delay by one frame: the frame at the playout point is dropped unplayed.
@@ -753,6 +778,52 @@ mod tests {
             b.consume_front(F, &mut pool);
             assert!(!b.may_shrink());
         }
+    }
+
+    #[test]
+    fn the_settled_slack_is_that_of_the_last_packet_a_tick_plays() {
+        let base = t();
+        let mut b = JitterBuffer::new(F, adaptive(), 10);
+        let mut pool = BufferPool::new(8);
+        let half = F / 2;
+        let ms = Duration::from_millis;
+        let tick = |k: u32| base + TICK * k;
+        // 10 ms packets: the first half of frame k arrives 17 ms before tick k, the second
+        // half 7 ms before it. The later one is what limits how early the tick could come.
+        // Frame `gap` never arrives.
+        let run =
+            |b: &mut JitterBuffer, pool: &mut BufferPool, ticks: std::ops::Range<u32>, gap| {
+                let mut settled = Vec::new();
+                for k in ticks {
+                    if k != gap {
+                        b.push(k * F, half, &[1], tick(k) - ms(17), Some(ms(17)), pool);
+                        b.push(k * F + half, half, &[2], tick(k) - ms(7), None, pool);
+                    }
+                    assert!(b.begin_tick(tick(k)));
+                    settled.push(b.settled_slack());
+                    if k == gap {
+                        b.skip(F, pool);
+                    } else {
+                        for _ in 0..2 {
+                            assert_eq!(b.next(half, pool), Next::Packet { skip: 0 });
+                            b.consume_front(half, pool);
+                        }
+                    }
+                }
+                settled
+            };
+        // The first window (10 ticks) settles at its last tick.
+        let settled = run(&mut b, &mut pool, 0..10, u32::MAX);
+        assert_eq!(settled[..9], [None; 9]);
+        assert_eq!(settled[9], Some(ms(7)));
+        // Moving the ticks makes what was measured stale.
+        b.ticks_moved();
+        assert_eq!(b.settled_slack(), None);
+        // A window with a gap settles nothing; the next clean one does.
+        let settled = run(&mut b, &mut pool, 10..20, 14);
+        assert_eq!(settled, [None; 10]);
+        let settled = run(&mut b, &mut pool, 20..30, u32::MAX);
+        assert_eq!(settled[9], Some(ms(7)));
     }
 
     #[test]

@@ -620,11 +620,45 @@ impl Mixer {
         })
     }
 
+    /// How much earlier the ticks could come with every mixed source still in time: the
+    /// smallest settled slack (see the jitter buffer) of the sources in the mix, less the
+    /// playout margin. `None` while nothing is mixed or a mixed source has no settled slack
+    /// yet.
+    ///
+    /// Why: the delay of each source is cut in whole frames only, so a speaker whose packets
+    /// happen to arrive just after the ticks waits nearly a frame for every one of them, for
+    /// the whole call. Moving the ticks earlier by this much (then calling
+    /// [`Mixer::ticks_moved`]) takes that wait off every mixed speaker at once, plays every
+    /// frame, and drops none.
+    pub fn tick_advance(&self) -> Option<Duration> {
+        let mut least: Option<Duration> = None;
+        for s in self.sources.iter().filter(|s| s.in_mix) {
+            let slack = s.jb.settled_slack()?;
+            least = Some(least.map_or(slack, |l| l.min(slack)));
+        }
+        least.map(|l| l.saturating_sub(self.cfg.playout_margin))
+    }
+
+    /// The caller moved its ticks earlier: slack measured before is stale.
+    pub fn ticks_moved(&mut self) {
+        for s in &mut self.sources {
+            s.jb.ticks_moved();
+        }
+    }
+
     /// Produces the next frame. Call every `frame_ms`; when late, call once per missed frame.
     pub fn tick(&mut self, now: Instant) -> &MixFrame {
+        self.tick_scheduled(now, now)
+    }
+
+    /// [`Mixer::tick`] for the tick that was due at `scheduled` (at or before `now`): how
+    /// early packets arrived is measured against the tick grid, not against when the caller
+    /// got round to the tick, so a busy caller does not take its own lateness for slack.
+    pub fn tick_scheduled(&mut self, now: Instant, scheduled: Instant) -> &MixFrame {
         self.observe(now);
         self.last_tick = self.last_now;
         let tick_time = self.last_now.unwrap_or(now);
+        let grid_time = scheduled.min(tick_time);
         let now = self.last_now;
         let timeout = self.cfg.source_timeout;
         let max_concealed = self.cfg.max_concealed_frames;
@@ -637,7 +671,7 @@ impl Mixer {
             if !s.live {
                 s.loudness = 0.0;
             }
-            s.playing = s.jb.begin_tick(tick_time);
+            s.playing = s.jb.begin_tick(grid_time);
             // Cut an excess delay where dropping a frame is not heard: the source is not in
             // the mix, or quiet; or, when it has lasted, wherever it is (a talker who never
             // pauses would otherwise keep it for good).

@@ -668,6 +668,73 @@ fn late_ticks_catch_up_one_frame_per_call() {
     }
 }
 
+/// Two speakers whose packets arrive 1 ms and 11 ms after the ticks wait ~19 and ~9 ms for
+/// them. Once a window has settled, the mixer says how much earlier the ticks could come;
+/// moving them that much (as the engine does) plays every frame of both — none late, missing
+/// or dropped — and the speaker due last now arrives just the playout margin ahead.
+#[test]
+fn the_ticks_can_move_earlier_to_meet_the_speakers_packets() {
+    let t0 = Instant::now();
+    let ms = |n: u64| Duration::from_millis(n);
+    let cfg = MixerConfig::default();
+    let (margin, window) = (cfg.playout_margin, cfg.shrink_after_frames);
+    let mut m = mixer(cfg);
+    let mut speakers = [
+        Speaker::new(1, 440.0, 0.2, 0),
+        Speaker::new(2, 660.0, 0.2, 9_000),
+    ];
+    for s in &speakers {
+        m.add_source(s.id);
+    }
+    let periods = 4 * u64::from(window);
+    let arrivals = (0..periods).flat_map(|n| [(t0 + ms(20 * n + 1), 0), (t0 + ms(20 * n + 11), 1)]);
+    let mut ear = Ear::new();
+    let mut next_tick = t0 + ms(20);
+    let mut moves = Vec::new();
+    for (at, who) in arrivals {
+        while next_tick <= at {
+            ear.hear(&m.tick(next_tick).shared);
+            if let Some(advance) = m.tick_advance()
+                && advance >= ms(2)
+            {
+                moves.push(advance);
+                next_tick -= advance;
+                m.ticks_moved();
+            }
+            next_tick += ms(20);
+        }
+        speakers[who].speak(&mut m, at);
+    }
+    // Speaker 2 had 9 ms of slack: the ticks move 5 ms earlier, once, leaving it the margin.
+    assert_eq!(moves, [ms(9) - margin]);
+    assert_eq!(m.tick_advance(), Some(Duration::ZERO));
+    for id in [1, 2] {
+        let stats = m.stats(id).unwrap();
+        assert_eq!(
+            (
+                stats.late,
+                stats.missing_frames,
+                stats.rewinds,
+                stats.shrinks
+            ),
+            (0, 0, 0, 0),
+            "source {id}: {stats:?}"
+        );
+    }
+    let heard = ear.frames();
+    assert!(heard as u64 >= periods - 1, "{heard} frames");
+    for frame in 2..heard {
+        assert!(
+            ear.frame_amp(frame, 440.0) > 0.05,
+            "440 Hz in frame {frame}"
+        );
+        assert!(
+            ear.frame_amp(frame, 660.0) > 0.05,
+            "660 Hz in frame {frame}"
+        );
+    }
+}
+
 #[test]
 fn garbage_payloads_are_treated_as_loss() {
     let t0 = Instant::now();
