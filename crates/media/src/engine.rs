@@ -156,7 +156,7 @@ const FRAME: Duration = Duration::from_millis(20);
 /// (the sender's timer or the network ran a little late). Waiting delays one output frame by
 /// at most this; not waiting conceals the frame and adds a whole frame of playout delay to
 /// that speaker until it is cut again.
-const MIX_GRACE: Duration = Duration::from_millis(5);
+const MIX_GRACE: Duration = Duration::from_millis(8);
 /// The smallest move of a meeting's mix ticks worth making (see `Engine::advance_ticks`).
 const MIN_TICK_ADVANCE: Duration = Duration::from_millis(2);
 /// Recently deleted attendees remembered (see `Engine::deleted`).
