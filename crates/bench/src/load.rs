@@ -161,6 +161,18 @@ impl PhaseResult {
     pub fn throughput(&self) -> f64 {
         self.latencies.count() as f64 / self.window.as_secs_f64().max(1e-9)
     }
+
+    /// Adds another run of the same phase: its requests and its measurement window.
+    pub fn merge(&mut self, other: PhaseResult) {
+        self.latencies.merge(other.latencies);
+        self.window += other.window;
+        self.exhausted |= other.exhausted;
+        self.answered += other.answered;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
 }
 
 struct WorkerResult {

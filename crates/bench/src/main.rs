@@ -74,7 +74,14 @@ struct Args {
     /// operation, same connections and durations).
     #[arg(long)]
     per_op: bool,
+    /// The /healthz baseline and the signed mix alternate in this many rounds, each measuring
+    /// `--duration / rounds`, so that the machine's drifts and bursts fall on both alike.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
 }
+
+/// Warm-up of the rounds after the first (the connections are new, the server is warm).
+const LATER_WARMUP: Duration = Duration::from_millis(500);
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 500ms, 1m)"))
@@ -82,13 +89,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.connections == 0 || args.duration.is_zero() || args.client_threads == 0 {
-        eprintln!("carillon-loadgen: --connections, --duration and --client-threads must be > 0");
+    if args.connections == 0
+        || args.duration.is_zero()
+        || args.client_threads == 0
+        || args.rounds == 0
+    {
+        eprintln!(
+            "carillon-loadgen: --connections, --duration, --client-threads and --rounds must be > 0"
+        );
         return ExitCode::from(2);
     }
-    // Requests are signed before a phase and stay valid for the server's 15-minute skew.
-    if args.warmup + args.duration > Duration::from_secs(12 * 60) {
-        eprintln!("carillon-loadgen: --warmup + --duration must stay under 12 minutes");
+    // The mix is signed before its first round and must stay valid (the server's 15-minute
+    // skew) until its last, with the baseline's rounds in between.
+    if 2 * (args.warmup + args.duration) > Duration::from_secs(12 * 60) {
+        eprintln!("carillon-loadgen: --warmup + --duration must stay under 6 minutes");
         return ExitCode::from(2);
     }
     let runtime = if args.client_threads == 1 {
@@ -123,10 +137,11 @@ async fn run(args: &Args) -> Result<(), String> {
     println!("  server binary   {}", args.server_bin.display());
     println!("  machine cores   {cores} (client and server share them)");
     println!(
-        "  load            {} connections, closed loop, {} warm-up + {} measured per phase",
+        "  load            {} connections, closed loop, {} warm-up + {} measured per phase ({} alternating rounds of baseline and mix)",
         args.connections,
         humantime::format_duration(args.warmup),
-        humantime::format_duration(args.duration)
+        humantime::format_duration(args.duration),
+        args.rounds
     );
     println!(
         "  client runtime  {}",
@@ -145,43 +160,80 @@ async fn run(args: &Args) -> Result<(), String> {
         megabytes(server.rss_bytes()?)
     );
 
-    // Phase 1: the unsigned baseline.
-    println!("\n== Phase 1: GET /healthz (unsigned baseline)");
+    // Phases 1 and 2: the unsigned baseline and the signed mix, alternating in rounds.
+    let rounds = args.rounds;
+    let slice = args.duration / rounds;
+    let warmup_of = |round: u32| {
+        if round == 0 {
+            args.warmup
+        } else {
+            args.warmup.min(LATER_WARMUP)
+        }
+    };
     let signer = Signer::new(&server.addr.to_string())?;
     let healthz = Arc::new(signer.unsigned(Op::Healthz, "/healthz")?);
-    let plan = Arc::new(Plan::repeat(vec![healthz]));
-    let (baseline, _) = timed_phase(&server, args, plan).await?;
-    fail_on_errors("/healthz", &baseline)?;
-    print_phase(&baseline, &[]);
-    server.check_alive()?;
+    let healthz = Arc::new(Plan::repeat(vec![healthz]));
+    let mut baseline: Option<PhaseResult> = None;
+    let mut signed: Option<PhaseResult> = None;
+    let mut mix = None;
+    for round in 0..rounds {
+        let warmup = warmup_of(round);
+        println!(
+            "\n== Phase 1, round {}/{rounds}: GET /healthz (unsigned baseline)",
+            round + 1
+        );
+        let (result, _) = timed_phase(&server, healthz.clone(), warmup, slice, args).await?;
+        fail_on_errors("/healthz", &result)?;
+        print_phase(&result, &[]);
+        merge_into(&mut baseline, result);
+        server.check_alive()?;
 
-    // Phase 2: the signed mix.
-    println!(
-        "\n== Phase 2: signed mix (25% each CreateMeeting, CreateAttendee, GetAttendee, ListAttendees)"
-    );
-    let phase_secs = (args.warmup + args.duration).as_secs_f64();
-    let per_op = args
-        .mix_requests
-        .unwrap_or_else(|| (baseline.throughput() * phase_secs * 1.1 / 4.0).ceil() as usize)
-        .clamp(1_000, MAX_MIX_CREATES);
-    let started = Instant::now();
-    let signer = Signer::new(&server.addr.to_string())?;
-    let mix = mix::prepare(server.addr, &signer, &MIX, per_op).await?;
-    println!(
-        "  set-up          {} pool meetings ({} seed attendees each, CreateAttendee spread so no meeting exceeds {}), {} requests pre-signed in {:.1} s",
-        mix.pool_meetings,
-        mix::SEED_ATTENDEES,
-        mix::MAX_ATTENDEES_PER_MEETING,
-        thousands((4 * mix.per_op) as f64),
-        started.elapsed().as_secs_f64()
-    );
-    let (signed, _) = timed_phase(&server, args, mix.plan.clone()).await?;
+        let mix = match &mut mix {
+            Some(mix) => mix,
+            None => {
+                // Sized from the first baseline round, for every round of the mix.
+                let mix_secs = (0..rounds)
+                    .map(|r| (warmup_of(r) + slice).as_secs_f64())
+                    .sum::<f64>();
+                let rps = baseline.as_ref().map_or(0.0, PhaseResult::throughput);
+                let per_op = args
+                    .mix_requests
+                    .unwrap_or_else(|| (rps * mix_secs * 1.1 / 4.0).ceil() as usize)
+                    .clamp(1_000, MAX_MIX_CREATES);
+                let started = Instant::now();
+                let prepared = mix::prepare(server.addr, &signer, &MIX, per_op).await?;
+                println!(
+                    "  set-up          {} pool meetings ({} seed attendees each, CreateAttendee spread so no meeting exceeds {}), {} requests pre-signed in {:.1} s",
+                    prepared.pool_meetings,
+                    mix::SEED_ATTENDEES,
+                    mix::MAX_ATTENDEES_PER_MEETING,
+                    thousands((4 * prepared.per_op) as f64),
+                    started.elapsed().as_secs_f64()
+                );
+                mix.insert(prepared)
+            }
+        };
+        println!(
+            "\n== Phase 2, round {}/{rounds}: signed mix (25% each CreateMeeting, CreateAttendee, GetAttendee, ListAttendees)",
+            round + 1
+        );
+        let (result, _) = timed_phase(&server, mix.plan.clone(), warmup, slice, args).await?;
+        fail_on_errors("the signed mix", &result)?;
+        print_phase(&result, &MIX);
+        merge_into(&mut signed, result);
+        server.check_alive()?;
+    }
+    let (Some(baseline), Some(signed)) = (baseline, signed) else {
+        return Err("no round ran".to_owned());
+    };
+    println!("\n== Phases 1 and 2, all {rounds} rounds");
+    println!("  -- GET /healthz");
+    print_phase(&baseline, &[]);
+    println!("  -- signed mix");
     print_phase(&signed, &MIX);
     let share = signed.throughput() / baseline.throughput().max(1e-9);
     println!("  vs /healthz     {:.1} %", share * 100.0);
     println!("  non-2xx         {}", signed.errors);
-    fail_on_errors("the signed mix", &signed)?;
-    server.check_alive()?;
     println!(
         "  server RSS      {} after the mix",
         megabytes(server.rss_bytes()?)
@@ -246,7 +298,8 @@ async fn per_op_diagnostics(args: &Args, healthz_rps: f64) -> Result<(), String>
         let plan = mix::prepare(server.addr, &signer, &[op], count).await?.plan;
         println!("  -- {}", op.name());
         // `plan` outlives the phase: freeing it is not the load generator's CPU time.
-        let (result, cpu) = timed_phase(&server, args, plan.clone()).await?;
+        let (result, cpu) =
+            timed_phase(&server, plan.clone(), args.warmup, args.duration, args).await?;
         fail_on_errors(op.name(), &result)?;
         server.check_alive()?;
         server.stop();
@@ -274,26 +327,21 @@ async fn per_op_diagnostics(args: &Args, healthz_rps: f64) -> Result<(), String>
 /// Runs a timed phase and prints the CPU both processes used meanwhile.
 async fn timed_phase(
     server: &Server,
-    args: &Args,
     plan: Arc<Plan>,
+    warmup: Duration,
+    duration: Duration,
+    args: &Args,
 ) -> Result<(PhaseResult, CpuUse), String> {
     let plan_len = plan.len();
     let mark = CpuMark::start(server.pid())?;
-    let result = run_timed(
-        server.addr,
-        args.connections,
-        args.warmup,
-        args.duration,
-        plan,
-    )
-    .await?;
+    let result = run_timed(server.addr, args.connections, warmup, duration, plan).await?;
     let cpu = mark.finish()?;
     if result.exhausted {
         println!(
             "  note            the {} pre-signed requests ran out: measured over {:.2} s instead of {:.2} s (see --mix-requests)",
             thousands(plan_len as f64),
             result.window.as_secs_f64(),
-            args.duration.as_secs_f64()
+            duration.as_secs_f64()
         );
     }
     let per_request = |seconds: f64| seconds * 1e6 / (result.answered.max(1) as f64);
@@ -334,6 +382,14 @@ async fn timed_phase(
 }
 
 /// Non-2xx answers make the run fail: the numbers would not mean anything.
+/// Adds one round's result to the phase's total.
+fn merge_into(total: &mut Option<PhaseResult>, round: PhaseResult) {
+    match total {
+        Some(total) => total.merge(round),
+        None => *total = Some(round),
+    }
+}
+
 fn fail_on_errors(phase: &str, result: &PhaseResult) -> Result<(), String> {
     match (&result.first_error, result.errors) {
         (_, 0) => Ok(()),
