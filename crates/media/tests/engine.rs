@@ -103,6 +103,19 @@ impl Sim {
     }
 
     /// Opens a session (the WebSocket) for a new attendee; returns the client index.
+    /// A meeting of a speaker (440 Hz) and a silent listener, both joined and subscribed; and
+    /// the listener.
+    fn speaker_and_listener() -> (Sim, usize) {
+        let mut sim = Sim::new();
+        let speaker = sim.connect("speaker", Some(440.0), all());
+        let listener = sim.connect("listener", None, all());
+        for c in [speaker, listener] {
+            sim.join(c);
+            sim.subscribe(c, false, &[]);
+        }
+        (sim, listener)
+    }
+
     fn connect(&mut self, name: &str, tone: Option<f32>, capabilities: Capabilities) -> usize {
         let n = self.clients.len() as u8 + 1;
         let attendee: AttendeeId = format!("00000000-0000-0000-0000-0000000000{n:02x}")
@@ -762,13 +775,7 @@ fn three_way_audio(seal: bool) {
 /// fall well ahead of the ticks at some point (at worst after one rewind), so the ticks move.
 #[test]
 fn the_mix_ticks_move_to_meet_the_speakers_packets() {
-    let mut sim = Sim::new();
-    let speaker = sim.connect("speaker", Some(440.0), all());
-    let listener = sim.connect("listener", None, all());
-    for c in [speaker, listener] {
-        sim.join(c);
-        sim.subscribe(c, false, &[]);
-    }
+    let (mut sim, listener) = Sim::speaker_and_listener();
     // The next run's packets go out 11 ms later in the 20 ms cycle than this one's.
     sim.run(Duration::from_millis(3011));
     sim.run(Duration::from_secs(3));
@@ -788,13 +795,7 @@ fn the_mix_ticks_move_to_meet_the_speakers_packets() {
 
 #[test]
 fn the_mixed_audio_follows_a_client_whose_nat_rebinds_it() {
-    let mut sim = Sim::new();
-    let a = sim.connect("speaker", Some(440.0), all());
-    let b = sim.connect("listener", None, all());
-    for c in [a, b] {
-        sim.join(c);
-        sim.subscribe(c, false, &[]);
-    }
+    let (mut sim, b) = Sim::speaker_and_listener();
     sim.run(Duration::from_secs(2));
     assert!(sim.clients[b].connected);
     // The listener's NAT gives it a new public port: its ICE checks and media now come from
