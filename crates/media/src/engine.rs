@@ -32,15 +32,16 @@ use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite};
-use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Rtc};
 
 use crate::data;
 use crate::feed::{FeedItem, FeedMirror, FeedRequest, FeedSnapshot, VideoCodec, VideoPackets};
 use crate::forward::{Rebase, RtpPayload};
+use crate::hibernate::{self, Hibernated, Replay};
 use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence, VideoSource};
 use crate::sdp::{self, Direction, OfferLayout};
 use crate::session::{AudioPath, Participant, Peer, Promotion, Session, SessionId, VideoTx};
-use crate::srtp::{self, KeyCapture, RtpOut, RtpSealer};
+use crate::srtp::{self, KeyCapture, RtpOut, RtpSealer, SrtpKeys};
 
 /// Node-wide media settings.
 #[derive(Debug, Clone)]
@@ -68,6 +69,8 @@ pub struct EngineConfig {
     /// Seal the mixed audio ourselves (see [`crate::srtp`]); off, it goes through str0m's
     /// send path like everything else (slower; kept as the fallback and for comparison).
     pub seal_mixed_audio: bool,
+    /// Let replica viewers that only listen drop their `Rtc` (see [`crate::hibernate`]).
+    pub hibernate_viewers: bool,
 }
 
 impl EngineConfig {
@@ -84,6 +87,7 @@ impl EngineConfig {
             data_rate: (100.0, 200),
             client_silence_timeout: Duration::from_secs(45),
             seal_mixed_audio: true,
+            hibernate_viewers: true,
         }
     }
 }
@@ -307,8 +311,20 @@ impl Engine {
     pub fn sealed_audio_count(&self) -> usize {
         self.sessions
             .values()
-            .filter_map(|s| s.peer.as_ref())
-            .filter(|p| matches!(p.audio_path, AudioPath::Sealed(_)))
+            .filter(|s| {
+                s.hibernated.is_some()
+                    || s.peer
+                        .as_ref()
+                        .is_some_and(|p| matches!(p.audio_path, AudioPath::Sealed(_)))
+            })
+            .count()
+    }
+
+    /// Replica viewers' connections that hibernate now (for metrics and tests).
+    pub fn hibernated_count(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.hibernated.is_some())
             .count()
     }
 
@@ -648,6 +664,8 @@ impl Engine {
         if session.promoted.is_some() {
             self.demote(now, sid, false);
         }
+        // A promoted connection publishes: its audio must be received and mixed.
+        self.wake(now, sid);
         let key = ParticipantKey {
             attendee,
             content: false,
@@ -725,6 +743,30 @@ impl Engine {
         contents: &[u8],
     ) {
         let first_byte = contents.first().copied();
+        let raw = contents;
+        let hibernated = self.by_addr.get(&source).copied().or_else(|| {
+            // A new address: only a STUN check with the credentials we issued matches.
+            self.sessions
+                .iter()
+                .find(|(_, s)| s.hibernated.as_ref().is_some_and(|h| h.accepts(raw)))
+                .map(|(sid, _)| *sid)
+        });
+        if let Some(sid) = hibernated
+            && let Some(h) = self
+                .sessions
+                .get_mut(&sid)
+                .and_then(|s| s.hibernated.as_mut())
+        {
+            self.by_addr.insert(source, sid);
+            if let Some(answer) = h.on_datagram(now, source, raw) {
+                self.outputs.push_back(Output::Transmit {
+                    source: destination,
+                    destination: source,
+                    contents: answer,
+                });
+            }
+            return;
+        }
         let Ok(contents) = contents.try_into() else {
             return;
         };
@@ -759,6 +801,9 @@ impl Engine {
             // now, and so where the audio we seal ourselves goes (symmetric RTP).
             if known.is_some() && matches!(first_byte, Some(128..=191)) {
                 peer.media_destination = Some(source);
+            }
+            if let Some(replay) = peer.replay.as_mut() {
+                replay.observe(source, raw);
             }
             if let Err(e) = peer.rtc.handle_input(input) {
                 tracing::debug!(session = sid, error = %e, "peer rejected input");
@@ -805,6 +850,7 @@ impl Engine {
         if now >= self.next_liveness {
             self.next_liveness = now + LIVENESS_SWEEP;
             self.close_silent_clients(now);
+            self.hibernate_viewers(now);
             let kept: Vec<MeetingId> = self
                 .meetings
                 .iter()
@@ -1106,7 +1152,30 @@ impl Engine {
         let packet = own
             .and_then(|group| minus_one.iter().find(|(g, _)| *g == group))
             .map_or_else(|| shared.clone(), |(_, p)| p.clone());
-        let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) else {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if let Some(h) = session.hibernated.as_mut() {
+            let Some(pt) = h.opus_pt else {
+                return;
+            };
+            let contents = h.sealer.seal(RtpOut {
+                payload_type: *pt,
+                marker: h.audio_seq == 1,
+                seq: h.audio_seq,
+                timestamp: h.audio_rtp,
+                payload: &packet[..],
+            });
+            self.outputs.push_back(Output::Transmit {
+                source: self.config.candidate,
+                destination: h.destination,
+                contents,
+            });
+            h.audio_seq += 1;
+            h.audio_rtp = h.audio_rtp.wrapping_add(960);
+            return;
+        }
+        let Some(peer) = session.peer.as_mut() else {
             return;
         };
         let (Some(mid), Some(pt)) = (peer.audio_mid, peer.opus_pt) else {
@@ -1215,6 +1284,9 @@ impl Engine {
             }
         }
         if wrote {
+            if let Some(replay) = peer.replay.as_mut() {
+                replay.sent_video = true;
+            }
             mark_dirty(&mut self.dirty, peer, sid);
         }
     }
@@ -1637,6 +1709,10 @@ impl Engine {
                 ok.then(|| (c.mid.clone(), stream))
             })
             .collect();
+        if !allowed.is_empty() {
+            // Video for a hibernated viewer goes through an `Rtc` again.
+            self.wake(now, sid);
+        }
         let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) else {
             return;
         };
@@ -1682,15 +1758,27 @@ impl Engine {
     // ----- internals: media -----
 
     /// A new `Rtc` and the capture its DTLS handshake will export the SRTP keys into.
-    fn new_rtc(&self, now: Instant) -> (Rtc, KeyCapture) {
-        let (mut rtc, keys) = srtp::with_key_capture(|| {
+    /// A new `Rtc` for a connection. With `seed`, str0m's random choices are that seed's (see
+    /// [`crate::hibernate`]). With `resume`, it continues a connection that hibernated: the
+    /// same ICE credentials, and DTLS already connected with the keys it had.
+    fn new_rtc(
+        &self,
+        now: Instant,
+        seed: Option<u64>,
+        resume: Option<(&SrtpKeys, &IceCreds)>,
+    ) -> (Rtc, KeyCapture) {
+        let build = || {
             let builder = Rtc::builder();
-            let builder = if self.config.seal_mixed_audio {
+            let builder = if self.config.seal_mixed_audio || resume.is_some() {
                 builder.set_crypto_provider(srtp::capturing_provider())
             } else {
                 builder
             };
-            builder
+            let builder = match resume {
+                Some((_, ice)) => builder.set_local_ice_credentials(ice.clone()),
+                None => builder,
+            };
+            let builder = builder
                 .set_ice_lite(true)
                 .set_dtls_cert(self.cert.clone())
                 .clear_codecs()
@@ -1699,19 +1787,185 @@ impl Engine {
                 // Packets, not frames: video is forwarded packet by packet (no depacketizing,
                 // no repacketizing, no waiting for a frame's last packet) and our mixer has its
                 // own jitter buffer for audio.
-                .set_rtp_mode(true)
-                .build(now)
-        });
+                .set_rtp_mode(true);
+            match seed {
+                Some(seed) => hibernate::seeded(seed, || builder.build(now)),
+                None => builder.build(now),
+            }
+        };
+        let (mut rtc, keys) = match resume {
+            Some((keys, _)) => srtp::with_resumed_dtls(keys, build),
+            None => srtp::with_key_capture(build),
+        };
         if let Ok(candidate) = Candidate::host(self.config.candidate, "udp") {
             rtc.add_local_candidate(candidate);
         }
         (rtc, keys)
     }
 
+    /// Replica viewers that only listen, whose connection settled, give up their `Rtc` (see
+    /// [`crate::hibernate`]); hibernated ones the client stopped checking are forgotten, as an
+    /// `Rtc` would report them disconnected.
+    fn hibernate_viewers(&mut self, now: Instant) {
+        let gone: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.hibernated.as_ref().is_some_and(|h| !h.alive(now)))
+            .map(|(sid, _)| *sid)
+            .collect();
+        for sid in gone {
+            tracing::debug!(session = sid, "hibernated viewer stopped its ICE checks");
+            self.clear_peer(sid);
+        }
+        if !self.config.hibernate_viewers {
+            return;
+        }
+        for (sid, session) in self.sessions.iter_mut() {
+            let ready = session.in_replica()
+                && session.promoted.is_none()
+                && session.peer.as_ref().is_some_and(|p| {
+                    p.rtc.is_connected()
+                        && matches!(p.audio_path, AudioPath::Sealed(_))
+                        && p.media_destination.is_some()
+                        && p.video_out.iter().all(|(_, stream)| *stream == 0)
+                        && p.keys.get().is_some()
+                        && p.replay.as_ref().is_some_and(|r| r.ready(now))
+                });
+            if !ready {
+                continue;
+            }
+            let peer = *session.peer.take().expect("checked above");
+            let (AudioPath::Sealed(sealer), Some(destination), Some(keys), Some(replay)) = (
+                peer.audio_path,
+                peer.media_destination,
+                peer.keys.get().cloned(),
+                peer.replay,
+            ) else {
+                continue;
+            };
+            tracing::debug!(session = sid, "replica viewer hibernated");
+            session.hibernated = Some(Box::new(Hibernated {
+                replay,
+                keys,
+                sealer,
+                destination,
+                remote_ufrag: peer.remote_ufrag,
+                audio_mid: peer.audio_mid,
+                opus_pt: peer.opus_pt,
+                camera_mid: peer.camera_mid,
+                video_out: peer.video_out,
+                video_tx: peer.video_tx,
+                audio_rtp: peer.audio_rtp,
+                audio_seq: peer.audio_seq,
+                last_check: now,
+            }));
+        }
+    }
+
+    /// Gives a hibernated connection an `Rtc` again, continuing the same ICE pair, DTLS
+    /// session and SRTP streams (see [`crate::hibernate`]).
+    fn wake(&mut self, now: Instant, sid: SessionId) {
+        let Some(h) = self
+            .sessions
+            .get_mut(&sid)
+            .and_then(|s| s.hibernated.take())
+        else {
+            return;
+        };
+        let Hibernated {
+            replay,
+            keys,
+            sealer,
+            destination,
+            remote_ufrag,
+            audio_mid,
+            opus_pt,
+            camera_mid,
+            video_out,
+            video_tx,
+            audio_rtp,
+            audio_seq,
+            last_check: _,
+        } = *h;
+        let (mut rtc, capture) = self.new_rtc(now, Some(replay.seed), Some((&keys, &replay.ice)));
+        for (k, offer) in replay.offers.iter().enumerate() {
+            let seed = replay.seed.wrapping_add(1 + k as u64);
+            let accepted = SdpOffer::from_sdp_string(offer)
+                .map_err(|e| e.to_string())
+                .and_then(|offer| {
+                    hibernate::seeded(seed, || rtc.sdp_api().accept_offer(offer))
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = accepted {
+                // Cannot happen for offers str0m accepted before; the client will find its
+                // connection dead and reconnect.
+                tracing::warn!(session = sid, error = %e, "a hibernated connection could not be replayed");
+                self.by_addr.retain(|_, s| *s != sid);
+                return;
+            }
+        }
+        // The client's own nomination, as received: the new `Rtc` nominates the same pair.
+        if let Some((source, request)) = &replay.nomination
+            && let Ok(contents) = request.as_slice().try_into()
+        {
+            let input = Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source: *source,
+                    destination: self.config.candidate,
+                    contents,
+                },
+            );
+            if let Err(e) = rtc.handle_input(input) {
+                tracing::debug!(session = sid, error = %e, "replayed nomination refused");
+            }
+        }
+        // A new SRTP receive context would start the client's audio at rollover counter 0.
+        if let (Some((ssrc, roc)), Some(mid)) = (replay.client_rtp.roc(), audio_mid)
+            && roc > 0
+        {
+            let mut api = rtc.direct_api();
+            let ssrc = ssrc.into();
+            if api.stream_rx(&ssrc).is_none() {
+                api.expect_stream_rx(ssrc, None, mid, None);
+            }
+            if let Some(stream) = api.stream_rx(&ssrc) {
+                stream.reset_roc(roc);
+            }
+        }
+        let mut replay = replay;
+        replay.reindexer = srtp::SrtcpReindexer::new(&keys, replay.srtcp_next);
+        tracing::debug!(session = sid, "hibernated viewer woken");
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        session.peer = Some(Box::new(Peer {
+            rtc,
+            keys: capture,
+            audio_path: AudioPath::Sealed(sealer),
+            media_destination: Some(destination),
+            remote_ufrag,
+            audio_mid,
+            opus_pt,
+            camera_mid,
+            video_out,
+            video_tx,
+            next_timeout: now,
+            scheduled: None,
+            audio_rtp,
+            audio_seq,
+            dirty: false,
+            replay: Some(replay),
+        }));
+        self.pending_at = now;
+        self.drain_peer(sid, now);
+    }
+
     /// Forgets a session's peer (and the addresses that routed to it).
     fn clear_peer(&mut self, sid: SessionId) {
         if let Some(session) = self.sessions.get_mut(&sid)
-            && session.peer.take().is_some()
+            && (session.peer.take().is_some() | session.hibernated.take().is_some())
         {
             self.by_addr.retain(|_, s| *s != sid);
         }
@@ -1749,19 +2003,37 @@ impl Engine {
             Ok(layout) => layout,
             Err(e) => return reject(self, &e.to_string()),
         };
-        let Ok(offer) = SdpOffer::from_sdp_string(&sdp::without_audio_transport_cc(&offer_text))
-        else {
+        let offer_sdp = sdp::without_audio_transport_cc(&offer_text);
+        let Ok(offer) = SdpOffer::from_sdp_string(&offer_sdp) else {
             return reject(self, "the SDP offer could not be parsed");
+        };
+        if let Some(h) = &session.hibernated {
+            // Same RTCPeerConnection: it renegotiates, which needs the `Rtc` back.
+            if h.remote_ufrag == layout.ice_ufrag {
+                self.wake(now, sid);
+            } else {
+                self.clear_peer(sid);
+            }
+        }
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
         };
         let reuse = session
             .peer
             .as_ref()
             .is_some_and(|p| p.remote_ufrag == layout.ice_ufrag);
         if !reuse {
+            // A replica viewer's connection may hibernate later: its choices must replay.
+            let seed = session.in_replica().then(random_seed);
             self.clear_peer(sid);
-            let (rtc, keys) = self.new_rtc(now);
+            let (mut rtc, keys) = self.new_rtc(now, seed, None);
+            let replay = seed.map(|seed| {
+                let ice = rtc.direct_api().local_ice_credentials();
+                Box::new(Replay::new(seed, ice))
+            });
             let session = self.sessions.get_mut(&sid).expect("checked above");
             session.peer = Some(Box::new(Peer {
+                replay,
                 rtc,
                 keys,
                 audio_path: AudioPath::Undecided,
@@ -1781,8 +2053,19 @@ impl Engine {
         }
         let session = self.sessions.get_mut(&sid).expect("checked above");
         let peer = session.peer.as_mut().expect("created above");
-        let answer = match peer.rtc.sdp_api().accept_offer(offer) {
-            Ok(answer) => answer,
+        let accepted = match peer.replay.as_ref() {
+            Some(replay) => hibernate::seeded(replay.next_offer_seed(), || {
+                peer.rtc.sdp_api().accept_offer(offer)
+            }),
+            None => peer.rtc.sdp_api().accept_offer(offer),
+        };
+        let answer = match accepted {
+            Ok(answer) => {
+                if let Some(replay) = peer.replay.as_mut() {
+                    replay.record_offer(offer_sdp);
+                }
+                answer
+            }
             Err(e) => {
                 let message = format!("the SDP offer was not accepted: {e}");
                 return reject(self, &message);
@@ -2045,10 +2328,20 @@ impl Engine {
                     if matches!(t.contents.first(), Some(20..=63 | 128..=191)) {
                         peer.media_destination = Some(t.destination);
                     }
+                    let contents = match peer.replay.as_mut() {
+                        Some(replay) => {
+                            let profile = peer.keys.get().map(|k| k.profile);
+                            match replay.outgoing(t.contents.into(), profile) {
+                                Some(contents) => contents,
+                                None => continue,
+                            }
+                        }
+                        None => t.contents.into(),
+                    };
                     self.outputs.push_back(Output::Transmit {
                         source: t.source,
                         destination: t.destination,
-                        contents: t.contents.into(),
+                        contents,
                     })
                 }
                 Ok(str0m::Output::Event(e)) => self.rtc_events.push_back((sid, e)),
@@ -2091,6 +2384,16 @@ impl Engine {
                     .filter(|s| *s != 0);
                 if let Some(stream) = stream {
                     self.want_keyframe(sid, stream, now, false);
+                }
+            }
+            Event::Connected => {
+                if let Some(replay) = self
+                    .sessions
+                    .get_mut(&sid)
+                    .and_then(|s| s.peer.as_mut())
+                    .and_then(|p| p.replay.as_mut())
+                {
+                    replay.connected_at.get_or_insert(now);
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -2356,6 +2659,14 @@ impl Engine {
 }
 
 /// Packets of a published (VP8) video, as its meeting's feed carries them.
+/// A seed for str0m's choices on a new connection (see [`crate::hibernate`]).
+fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    // The system generator failing leaves a fixed seed: SSRCs are not secrets.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
 fn video_item(source: &VideoSource, packets: Vec<RtpPayload>) -> FeedItem {
     FeedItem::Video(VideoPackets {
         stream_id: source.stream_id,

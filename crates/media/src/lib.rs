@@ -15,10 +15,12 @@ pub mod data;
 pub mod engine;
 pub mod feed;
 pub mod forward;
+pub mod hibernate;
 pub mod meeting;
 pub mod sdp;
 pub mod session;
 pub mod srtp;
+pub mod stun;
 
 pub use engine::{Engine, EngineConfig, MediaEvent, MediaEventKind, Output};
 pub use feed::FeedItem;

@@ -9,6 +9,7 @@ use str0m::Rtc;
 use str0m::media::{Mid, Pt};
 
 use crate::forward::Rebase;
+use crate::hibernate::{Hibernated, Replay};
 use crate::meeting::ParticipantKey;
 use crate::srtp::{KeyCapture, RtpSealer};
 
@@ -64,6 +65,9 @@ pub struct Session {
     pub muted: bool,
     /// When the client last sent a frame (it PINGs every 10 s): a silent client is gone.
     pub last_frame: Option<Instant>,
+    /// A replica viewer's connection while it has no `Rtc` (see [`crate::hibernate`]); then
+    /// `peer` is `None`.
+    pub hibernated: Option<Box<Hibernated>>,
 }
 
 impl Session {
@@ -78,6 +82,7 @@ impl Session {
             promoted: None,
             muted: false,
             last_frame: None,
+            hibernated: None,
         }
     }
 
@@ -187,6 +192,8 @@ pub struct Peer {
     /// Where the sealed audio goes: the address the client last sent media from (or, before
     /// that, where str0m sent its DTLS and RTCP): the ICE pair in use.
     pub media_destination: Option<SocketAddr>,
+    /// What rebuilds this connection's `Rtc` after it hibernated: kept for replica sessions.
+    pub replay: Option<Box<Replay>>,
 }
 
 /// How a peer's mixed audio is sent.

@@ -443,6 +443,20 @@ impl Sim {
         }
     }
 
+    /// Runs like a real client session: every client PINGs every 10 s (a silent one is
+    /// closed after 45 s).
+    fn run_pinging(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            for c in 0..self.clients.len() {
+                if self.clients[c].closed.is_none() {
+                    self.frame(c, SdkSignalFrame::ping(0, 1));
+                }
+            }
+            self.run(Duration::from_secs(10).min(end - self.now));
+        }
+    }
+
     fn send_media(&mut self) {
         let now = self.now;
         for client in &mut self.clients {
@@ -1568,6 +1582,162 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
         );
     }
     assert_eq!(sim.engine.session_count(), 0);
+}
+
+/// A primary with a speaker (440 Hz) and a replica viewer who only listens (its own tone,
+/// 1030 Hz, goes nowhere until it is promoted), both subscribed.
+fn speaker_and_listening_viewer() -> (Sim, usize, usize) {
+    let mut sim = Sim::new();
+    let primary = sim.meeting;
+    let a = sim.connect("alice", Some(440.0), all());
+    let replica: MeetingId = "5101582d-72d2-451b-8ac0-f0f127992713".parse().unwrap();
+    sim.target = (replica, Some(primary));
+    let r = sim.connect("viewer", Some(1030.0), all());
+    for c in [a, r] {
+        sim.join(c);
+        sim.subscribe(c, false, &[]);
+    }
+    (sim, a, r)
+}
+
+fn promote(sim: &mut Sim, r: usize, attendee: &str) {
+    let promoted: AttendeeId = attendee.parse().unwrap();
+    let session = sim.clients[r].session;
+    sim.engine
+        .promotion_authorized(sim.now, session, promoted, "promoted".into(), all(), 250);
+    sim.pump();
+}
+
+#[test]
+fn a_listening_viewer_drops_its_rtc_keeps_hearing_and_gets_it_back_when_promoted() {
+    let (mut sim, a, r) = speaker_and_listening_viewer();
+    let tail = |sim: &Sim, c: usize| {
+        let heard = &sim.clients[c].heard;
+        heard[heard.len().saturating_sub(24_000)..].to_vec()
+    };
+    sim.run_pinging(Duration::from_secs(12));
+    assert_eq!(sim.engine.hibernated_count(), 1, "the viewer hibernated");
+    assert_eq!(sim.engine.sealed_audio_count(), 2);
+
+    // Without an `Rtc` it keeps hearing the primary, and its ICE checks are answered: the
+    // client's ICE would give up within 30 s otherwise.
+    let before = sim.clients[r].heard.len();
+    sim.run_pinging(Duration::from_secs(40));
+    assert_eq!(sim.engine.hibernated_count(), 1);
+    assert!(sim.clients[r].connected);
+    let heard = sim.clients[r].heard.len() - before;
+    assert!(
+        heard >= 39 * 48_000,
+        "40 s of mixed audio, without a gap: {heard} samples"
+    );
+    assert!(
+        tone_power(&tail(&sim, r), 440.0) > 100.0,
+        "the viewer hears A"
+    );
+    assert!(
+        tone_power(&tail(&sim, a), 1030.0) * 10_000.0 < tone_power(&tail(&sim, a), 440.0) + 1.0,
+        "A does not hear the viewer"
+    );
+
+    // Promotion gives the connection an `Rtc` again, on the same ICE pair and DTLS session:
+    // its audio reaches the mix at once, and it still hears A.
+    promote(&mut sim, r, "00000000-0000-0000-0000-0000000000f1");
+    assert_eq!(sim.engine.hibernated_count(), 0);
+    sim.run_pinging(Duration::from_secs(2));
+    assert!(
+        tone_power(&tail(&sim, a), 1030.0) > 100.0,
+        "A hears the promoted viewer"
+    );
+    assert!(
+        tone_power(&tail(&sim, r), 440.0) > 100.0,
+        "the viewer hears A"
+    );
+
+    // The woken `Rtc` takes part in a renegotiation: the promoted viewer publishes a camera.
+    sim.subscribe(r, true, &[]);
+    let ack = sim
+        .frames(r, FrameType::SubscribeAck)
+        .last()
+        .copied()
+        .unwrap()
+        .clone();
+    assert!(ack.error.is_none());
+    sim.run_pinging(Duration::from_secs(1));
+    assert_eq!(
+        sim.index(a).sources.len(),
+        1,
+        "the viewer's camera is in the index"
+    );
+
+    // Demoted, it only listens again (its camera is refused), and hibernates again.
+    sim.frame(r, SdkSignalFrame::new(FrameType::PrimaryMeetingLeave, 0));
+    sim.subscribe(r, false, &[]);
+    sim.run_pinging(Duration::from_secs(12));
+    assert_eq!(sim.engine.hibernated_count(), 1, "hibernated again");
+    sim.run_pinging(Duration::from_secs(2));
+    assert!(
+        tone_power(&tail(&sim, r), 440.0) > 100.0,
+        "the viewer hears A"
+    );
+}
+
+#[test]
+fn a_viewer_of_video_keeps_its_rtc_and_a_video_subscription_wakes_a_hibernated_one() {
+    let (mut sim, a, r) = speaker_and_listening_viewer();
+    sim.subscribe(a, true, &[]);
+    let a_stream = sim.stream_of(r, &attendee_of(&sim, a));
+    // A second viewer watches A's camera: it keeps its `Rtc`, also after it stops watching
+    // (str0m numbered the video's retransmissions; a rebuilt `Rtc` would number them again).
+    let w = sim.connect("watcher", None, all());
+    sim.join(w);
+    sim.subscribe(w, false, &[a_stream]);
+    // The listening viewer gets a receive line, with nothing on it yet.
+    sim.subscribe(r, false, &[0]);
+    sim.run_pinging(Duration::from_secs(12));
+    assert!(sim.video_frames_received(w) > 20);
+    let unsubscribe = |sim: &mut Sim, c: usize| {
+        let mid = sim.clients[c].recv_mids[0].to_string();
+        sim.frame(
+            c,
+            SdkSignalFrame {
+                remote_video_update: Some(SdkRemoteVideoUpdateFrame {
+                    removed_video_subscription_mids: vec![mid],
+                    ..Default::default()
+                }),
+                ..SdkSignalFrame::new(FrameType::RemoteVideoUpdate, 0)
+            },
+        );
+    };
+    unsubscribe(&mut sim, w);
+    sim.run_pinging(Duration::from_secs(12));
+    assert_eq!(
+        sim.engine.hibernated_count(),
+        1,
+        "only the listening viewer"
+    );
+
+    // A video subscription without a new offer wakes it, and A's video reaches it.
+    let mid = sim.clients[r].recv_mids[0].to_string();
+    sim.frame(
+        r,
+        SdkSignalFrame {
+            remote_video_update: Some(SdkRemoteVideoUpdateFrame {
+                added_or_updated_video_subscriptions: vec![SdkVideoSubscriptionConfiguration {
+                    mid,
+                    stream_id: Some(a_stream),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..SdkSignalFrame::new(FrameType::RemoteVideoUpdate, 0)
+        },
+    );
+    assert_eq!(sim.engine.hibernated_count(), 0);
+    sim.run_pinging(Duration::from_secs(2));
+    assert!(
+        sim.video_frames_received(r) > 10,
+        "the woken viewer gets A's video"
+    );
 }
 
 #[test]
