@@ -42,6 +42,7 @@ use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence, VideoSour
 use crate::sdp::{self, Direction, OfferLayout};
 use crate::session::{AudioPath, Participant, Peer, Promotion, Session, SessionId, VideoTx};
 use crate::srtp::{self, KeyCapture, RtpOut, RtpSealer, SrtpKeys};
+use crate::stun;
 
 /// Node-wide media settings.
 #[derive(Debug, Clone)]
@@ -746,9 +747,14 @@ impl Engine {
         let raw = contents;
         let hibernated = self.by_addr.get(&source).copied().or_else(|| {
             // A new address: only a STUN check with the credentials we issued matches.
+            let ufrag = stun::addressed_to(raw)?;
             self.sessions
                 .iter()
-                .find(|(_, s)| s.hibernated.as_ref().is_some_and(|h| h.accepts(raw)))
+                .find(|(_, s)| {
+                    s.hibernated
+                        .as_ref()
+                        .is_some_and(|h| h.replay.ice.ufrag == ufrag && h.accepts(raw))
+                })
                 .map(|(sid, _)| *sid)
         });
         if let Some(sid) = hibernated

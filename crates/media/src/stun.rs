@@ -216,6 +216,17 @@ pub fn parse_binding_request(
     })
 }
 
+/// The ufrag a Binding request is addressed to (USERNAME before the colon), not
+/// authenticated: only to find the one connection whose credentials then authenticate it.
+pub fn addressed_to(datagram: &[u8]) -> Option<&str> {
+    if !is_stun(datagram) {
+        return None;
+    }
+    let username = Attributes::walk(datagram).ok()?.username?;
+    let (ufrag, _) = std::str::from_utf8(username).ok()?.split_once(':')?;
+    Some(ufrag)
+}
+
 /// The Binding success response to a request from `source`: XOR-MAPPED-ADDRESS (IPv4 and
 /// IPv6), MESSAGE-INTEGRITY keyed with local_pwd, FINGERPRINT.
 ///
@@ -938,6 +949,10 @@ mod tests {
             parse_binding_request(&request, "srv1", "other-password"),
             Err(StunError::IntegrityMismatch)
         );
+        // Routing looks at USERNAME only; authentication is the parser's.
+        assert_eq!(addressed_to(&request), Some("srv1"));
+        assert_eq!(addressed_to(&request[..19]), None);
+        assert_eq!(addressed_to(&[0x80; 40]), None);
     }
 
     #[test]
