@@ -552,6 +552,9 @@ async fn video(common: &Common, v: &VideoArgs) -> Result<Table, String> {
     Ok(t)
 }
 
+/// See `replication`: every listener's connection has hibernated by then.
+const REPLICATION_MIN_WARMUP: Duration = Duration::from_secs(12);
+
 async fn replication(
     common: &Common,
     r: &ReplicationArgs,
@@ -604,8 +607,14 @@ async fn replication(
             r.speakers
         );
         eprintln!("{title}");
+        // The server lets a listening viewer's connection hibernate 4-9 s after its handshake
+        // (see docs/replication.md): the measurement is of the audience that has settled.
+        let settled = Common {
+            warmup: common.warmup.max(REPLICATION_MIN_WARMUP),
+            ..common.clone()
+        };
         let o = match run::run(
-            common,
+            &settled,
             Setup {
                 server_args: server_args(),
                 groups,
