@@ -1940,6 +1940,17 @@ impl Engine {
                 stream.reset_roc(roc);
             }
         }
+        // The seeded replay gives the mix's m-line the SSRC it had: the browser knows that one
+        // from our answer, and later answers of the new `Rtc` must agree with it.
+        if let Some(mid) = audio_mid
+            && let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None)
+            && u32::from(*stream.ssrc()) != sealer.ssrc()
+        {
+            tracing::warn!(
+                session = sid,
+                "a replayed connection chose another SSRC for the mix"
+            );
+        }
         let mut replay = replay;
         replay.reindexer = srtp::SrtcpReindexer::new(&keys, replay.srtcp_next);
         tracing::debug!(session = sid, "hibernated viewer woken");
