@@ -1763,10 +1763,10 @@ impl Engine {
 
     // ----- internals: media -----
 
-    /// A new `Rtc` and the capture its DTLS handshake will export the SRTP keys into.
-    /// A new `Rtc` for a connection. With `seed`, str0m's random choices are that seed's (see
-    /// [`crate::hibernate`]). With `resume`, it continues a connection that hibernated: the
-    /// same ICE credentials, and DTLS already connected with the keys it had.
+    /// A new `Rtc`, and the capture its DTLS handshake exports the SRTP keys into. With
+    /// `seed`, str0m's random choices are that seed's (see [`crate::hibernate`]). With
+    /// `resume`, it continues a connection that hibernated: the same ICE credentials, and DTLS
+    /// already connected with the keys it had.
     fn new_rtc(
         &self,
         now: Instant,
@@ -1944,7 +1944,7 @@ impl Engine {
         // from our answer, and later answers of the new `Rtc` must agree with it.
         if let Some(mid) = audio_mid
             && let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None)
-            && u32::from(*stream.ssrc()) != sealer.ssrc()
+            && *stream.ssrc() != sealer.ssrc()
         {
             tracing::warn!(
                 session = sid,
