@@ -5,8 +5,8 @@
 // connection's keys; after the promotion a rebuilt `Rtc` must decrypt Chromium's audio and
 // answer its renegotiation (the camera) without Chromium noticing anything (no reconnect).
 //
-//   primary:  A = alice 440 Hz
-//   replica:  R = rita 1030 Hz (never watches video, so it may hibernate)
+//   primary:  A = alice 440 Hz (no camera until the last case)
+//   replica:  R = rita 1030 Hz (watches no video until then, so it may hibernate)
 import assert from 'node:assert/strict';
 import { readFile, rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
@@ -27,7 +27,7 @@ const HEARD_BELOW_MAX_DB = 12;
 const ABSENT_BELOW_MAX_DB = 30;
 const ABSENT_ABOVE_FLOOR_DB = 15;
 
-describe('a listening replica viewer hibernates and is woken by its promotion', () => {
+describe('a listening replica viewer hibernates and is woken by its promotion and by a camera to watch', () => {
   let server;
   let site;
   let dir;
@@ -136,6 +136,20 @@ describe('a listening replica viewer hibernates and is woken by its promotion', 
     await waitLogged('replica viewer hibernated', 2, HIBERNATE_MS);
     await listen(t, R, { hears: [TONES.A], silent: [TONES.R], what: 'hibernated again' });
     await listen(t, A, { hears: [], silent: [TONES.R], what: 'after R was demoted' });
+    assert.equal(await reconnects(R), 0, 'R never reconnected');
+  });
+
+  test("A's camera wakes the hibernated R: it subscribes, and the video plays", { timeout: 90_000 }, async () => {
+    await A.call('startVideo');
+    try {
+      await R.waitFor((s) => s.remoteTiles.some((tile) => !tile.isContent && tile.boundAttendeeId === A.attendeeId && tile.videoWidth > 0), {
+        what: "a playing camera tile of A's",
+        timeoutMs: MEDIA_MS,
+      });
+    } finally {
+      await A.call('stopVideo');
+    }
+    assert.equal(await logged('hibernated viewer woken'), 2);
     assert.equal(await reconnects(R), 0, 'R never reconnected');
   });
 });
