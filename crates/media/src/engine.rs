@@ -40,7 +40,9 @@ use crate::forward::{Rebase, RtpPayload};
 use crate::hibernate::{self, Hibernated, Replay};
 use crate::meeting::{Meeting, MeetingLimits, ParticipantKey, Presence, VideoSource};
 use crate::sdp::{self, Direction, OfferLayout};
-use crate::session::{AudioPath, Participant, Peer, Promotion, Session, SessionId, VideoTx};
+use crate::session::{
+    AudioPath, MediaLines, Participant, Peer, Promotion, Session, SessionId, VideoTx,
+};
 use crate::srtp::{self, KeyCapture, RtpOut, RtpSealer, SrtpKeys};
 use crate::stun;
 
@@ -1162,14 +1164,14 @@ impl Engine {
             return;
         };
         if let Some(h) = session.hibernated.as_mut() {
-            let Some(pt) = h.opus_pt else {
+            let Some(pt) = h.lines.opus_pt else {
                 return;
             };
             let contents = h.sealer.seal(RtpOut {
                 payload_type: *pt,
-                marker: h.audio_seq == 1,
-                seq: h.audio_seq,
-                timestamp: h.audio_rtp,
+                marker: h.lines.audio_seq == 1,
+                seq: h.lines.audio_seq,
+                timestamp: h.lines.audio_rtp,
                 payload: &packet[..],
             });
             self.outputs.push_back(Output::Transmit {
@@ -1177,14 +1179,14 @@ impl Engine {
                 destination: h.destination,
                 contents,
             });
-            h.audio_seq += 1;
-            h.audio_rtp = h.audio_rtp.wrapping_add(960);
+            h.lines.audio_seq += 1;
+            h.lines.audio_rtp = h.lines.audio_rtp.wrapping_add(960);
             return;
         }
         let Some(peer) = session.peer.as_mut() else {
             return;
         };
-        let (Some(mid), Some(pt)) = (peer.audio_mid, peer.opus_pt) else {
+        let (Some(mid), Some(pt)) = (peer.lines.audio_mid, peer.lines.opus_pt) else {
             return;
         };
         if !peer.rtc.is_connected() {
@@ -1205,7 +1207,7 @@ impl Engine {
             };
             tracing::debug!(session = sid, profile = ?keys.map(|k| k.profile), path = ?peer.audio_path, "mixed audio path");
         }
-        let (seq, time) = (peer.audio_seq, peer.audio_rtp);
+        let (seq, time) = (peer.lines.audio_seq, peer.lines.audio_rtp);
         // The first packet starts a talkspurt for the client's jitter buffer.
         let marker = seq == 1;
         match (&peer.audio_path, peer.media_destination) {
@@ -1233,8 +1235,8 @@ impl Engine {
                 mark_dirty(&mut self.dirty, peer, sid);
             }
         }
-        peer.audio_seq += 1;
-        peer.audio_rtp = peer.audio_rtp.wrapping_add(960);
+        peer.lines.audio_seq += 1;
+        peer.lines.audio_rtp = peer.lines.audio_rtp.wrapping_add(960);
     }
 
     fn write_video(&mut self, sid: SessionId, video: &VideoPackets, now: Instant) {
@@ -1257,12 +1259,12 @@ impl Engine {
             VideoCodec::Vp8 => Codec::Vp8,
         };
         let mut wrote = false;
-        for i in 0..peer.video_out.len() {
-            let (mid, stream) = peer.video_out[i];
+        for i in 0..peer.lines.video_out.len() {
+            let (mid, stream) = peer.lines.video_out[i];
             if stream != video.stream_id {
                 continue;
             }
-            let Some(tx) = peer.video_tx.iter_mut().find(|t| t.mid == mid) else {
+            let Some(tx) = peer.lines.video_tx.iter_mut().find(|t| t.mid == mid) else {
                 continue;
             };
             let pt = match tx.pt {
@@ -1725,7 +1727,7 @@ impl Engine {
         let mut newly = Vec::new();
         for (mid, stream) in allowed {
             let mid = Mid::from(mid.as_str());
-            if let Some(slot) = peer.video_out.iter_mut().find(|(m, _)| *m == mid)
+            if let Some(slot) = peer.lines.video_out.iter_mut().find(|(m, _)| *m == mid)
                 && slot.1 != stream
             {
                 slot.1 = stream;
@@ -1734,7 +1736,7 @@ impl Engine {
         }
         for mid in &update.removed_video_subscription_mids {
             let mid = Mid::from(mid.as_str());
-            if let Some(slot) = peer.video_out.iter_mut().find(|(m, _)| *m == mid) {
+            if let Some(slot) = peer.lines.video_out.iter_mut().find(|(m, _)| *m == mid) {
                 slot.1 = 0;
             }
         }
@@ -1833,7 +1835,7 @@ impl Engine {
                     p.rtc.is_connected()
                         && matches!(p.audio_path, AudioPath::Sealed(_))
                         && p.media_destination.is_some()
-                        && p.video_out.iter().all(|(_, stream)| *stream == 0)
+                        && p.lines.video_out.iter().all(|(_, stream)| *stream == 0)
                         && p.keys.get().is_some()
                         && p.replay.as_ref().is_some_and(|r| r.ready(now))
                 });
@@ -1855,14 +1857,7 @@ impl Engine {
                 keys,
                 sealer,
                 destination,
-                remote_ufrag: peer.remote_ufrag,
-                audio_mid: peer.audio_mid,
-                opus_pt: peer.opus_pt,
-                camera_mid: peer.camera_mid,
-                video_out: peer.video_out,
-                video_tx: peer.video_tx,
-                audio_rtp: peer.audio_rtp,
-                audio_seq: peer.audio_seq,
+                lines: peer.lines,
                 last_check: now,
             }));
         }
@@ -1883,14 +1878,7 @@ impl Engine {
             keys,
             sealer,
             destination,
-            remote_ufrag,
-            audio_mid,
-            opus_pt,
-            camera_mid,
-            video_out,
-            video_tx,
-            audio_rtp,
-            audio_seq,
+            lines,
             last_check: _,
         } = *h;
         let (mut rtc, capture) = self.new_rtc(now, Some(replay.seed), Some((&keys, &replay.ice)));
@@ -1928,7 +1916,7 @@ impl Engine {
             }
         }
         // A new SRTP receive context would start the client's audio at rollover counter 0.
-        if let (Some((ssrc, roc)), Some(mid)) = (replay.client_rtp.roc(), audio_mid)
+        if let (Some((ssrc, roc)), Some(mid)) = (replay.client_rtp.roc(), lines.audio_mid)
             && roc > 0
         {
             let mut api = rtc.direct_api();
@@ -1942,7 +1930,7 @@ impl Engine {
         }
         // The seeded replay gives the mix's m-line the SSRC it had: the browser knows that one
         // from our answer, and later answers of the new `Rtc` must agree with it.
-        if let Some(mid) = audio_mid
+        if let Some(mid) = lines.audio_mid
             && let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None)
             && *stream.ssrc() != sealer.ssrc()
         {
@@ -1962,16 +1950,9 @@ impl Engine {
             keys: capture,
             audio_path: AudioPath::Sealed(sealer),
             media_destination: Some(destination),
-            remote_ufrag,
-            audio_mid,
-            opus_pt,
-            camera_mid,
-            video_out,
-            video_tx,
+            lines,
             next_timeout: now,
             scheduled: None,
-            audio_rtp,
-            audio_seq,
             dirty: false,
             replay: Some(replay),
         }));
@@ -2026,7 +2007,7 @@ impl Engine {
         };
         if let Some(h) = &session.hibernated {
             // Same RTCPeerConnection: it renegotiates, which needs the `Rtc` back.
-            if h.remote_ufrag == layout.ice_ufrag {
+            if h.lines.remote_ufrag == layout.ice_ufrag {
                 self.wake(now, sid);
             } else {
                 self.clear_peer(sid);
@@ -2038,7 +2019,7 @@ impl Engine {
         let reuse = session
             .peer
             .as_ref()
-            .is_some_and(|p| p.remote_ufrag == layout.ice_ufrag);
+            .is_some_and(|p| p.lines.remote_ufrag == layout.ice_ufrag);
         if !reuse {
             // A replica viewer's connection may hibernate later: its choices must replay.
             let seed = session.in_replica().then(random_seed);
@@ -2055,16 +2036,13 @@ impl Engine {
                 keys,
                 audio_path: AudioPath::Undecided,
                 media_destination: None,
-                remote_ufrag: layout.ice_ufrag.clone(),
-                audio_mid: None,
-                opus_pt: None,
-                camera_mid: None,
-                video_out: Vec::new(),
-                video_tx: Vec::new(),
+                lines: MediaLines {
+                    remote_ufrag: layout.ice_ufrag.clone(),
+                    audio_seq: 1,
+                    ..MediaLines::default()
+                },
                 next_timeout: now,
                 scheduled: None,
-                audio_rtp: 0,
-                audio_seq: 1,
                 dirty: false,
             }));
         }
@@ -2088,9 +2066,10 @@ impl Engine {
                 return reject(self, &message);
             }
         };
-        peer.audio_mid = layout.audio().map(|s| Mid::from(s.mid.as_str()));
-        peer.camera_mid = layout.camera().map(|s| Mid::from(s.mid.as_str()));
-        peer.opus_pt = peer
+        peer.lines.audio_mid = layout.audio().map(|s| Mid::from(s.mid.as_str()));
+        peer.lines.camera_mid = layout.camera().map(|s| Mid::from(s.mid.as_str()));
+        peer.lines.opus_pt = peer
+            .lines
             .audio_mid
             .and_then(|mid| payload_type(&peer.rtc, mid, Codec::Opus));
 
@@ -2173,7 +2152,7 @@ impl Engine {
                 .video_publisher(session, wanted)
                 .is_some_and(|p| Some(p) != own_key && session.may_receive_video(p.content));
             let stream = if valid { wanted } else { 0 };
-            if stream != 0 && !peer.video_out.contains(&(mid, stream)) {
+            if stream != 0 && !peer.lines.video_out.contains(&(mid, stream)) {
                 newly.push(stream);
             }
             video_out.push((mid, stream));
@@ -2195,8 +2174,8 @@ impl Engine {
         if let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) {
             // An m-line we keep sending on keeps its numbering (and its payload type);
             // its payload type is looked up again only for a new one.
-            let mut kept = std::mem::take(&mut peer.video_tx);
-            peer.video_tx = video_out
+            let mut kept = std::mem::take(&mut peer.lines.video_tx);
+            peer.lines.video_tx = video_out
                 .iter()
                 .map(|(mid, _)| match kept.iter().position(|t| t.mid == *mid) {
                     Some(i) => kept.swap_remove(i),
@@ -2207,7 +2186,7 @@ impl Engine {
                     },
                 })
                 .collect();
-            peer.video_out = video_out;
+            peer.lines.video_out = video_out;
         }
 
         let mut frame = SdkSignalFrame::subscribe_ack(
@@ -2396,7 +2375,7 @@ impl Engine {
                 let stream = session
                     .peer
                     .as_ref()
-                    .and_then(|p| p.video_out.iter().find(|(m, _)| *m == req.mid))
+                    .and_then(|p| p.lines.video_out.iter().find(|(m, _)| *m == req.mid))
                     .map(|(_, stream)| *stream)
                     .filter(|s| *s != 0);
                 if let Some(stream) = stream {
@@ -2437,9 +2416,9 @@ impl Engine {
         else {
             return;
         };
-        let audio_mid = peer.audio_mid;
+        let audio_mid = peer.lines.audio_mid;
         // Camera video is forwarded if it is VP8 (the only video codec negotiated).
-        let camera_vp8 = Some(mid) == peer.camera_mid
+        let camera_vp8 = Some(mid) == peer.lines.camera_mid
             && payload_codec(&peer.rtc, packet.header.payload_type) == Some(Codec::Vp8);
         // A replica viewer's uplink goes nowhere.
         let Some(acting) = session.acting() else {

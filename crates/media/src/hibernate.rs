@@ -24,9 +24,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::IceCreds;
-use str0m::media::{Mid, Pt};
 
-use crate::session::VideoTx;
+use crate::session::MediaLines;
 use crate::srtp::{RtpSealer, SrtcpReindexer, SrtpKeys, srtcp_index};
 use crate::stun;
 use str0m::crypto::dtls::SrtpProfile;
@@ -215,14 +214,7 @@ pub struct Hibernated {
     pub sealer: RtpSealer,
     /// Where the mixed audio goes (the pair the client uses).
     pub destination: SocketAddr,
-    pub remote_ufrag: Option<String>,
-    pub audio_mid: Option<Mid>,
-    pub opus_pt: Option<Pt>,
-    pub camera_mid: Option<Mid>,
-    pub video_out: Vec<(Mid, u32)>,
-    pub video_tx: Vec<VideoTx>,
-    pub audio_rtp: u32,
-    pub audio_seq: u64,
+    pub lines: MediaLines,
     /// The client's latest valid ICE check.
     pub last_check: Instant,
 }

@@ -163,9 +163,11 @@ pub struct VideoTx {
     pub rebase: Rebase,
 }
 
-/// The str0m peer of a session and what the engine knows about its m-lines.
-pub struct Peer {
-    pub rtc: Rtc,
+/// What the engine knows about a connection's m-lines, and its numbering on them: what an
+/// `Rtc` of the connection negotiated, kept as it is when the `Rtc` is dropped and rebuilt
+/// (see [`crate::hibernate`]).
+#[derive(Default)]
+pub struct MediaLines {
     /// ICE ufrag of the client's offer: a new one means a new RTCPeerConnection.
     pub remote_ufrag: Option<String>,
     pub audio_mid: Option<Mid>,
@@ -176,13 +178,19 @@ pub struct Peer {
     pub video_out: Vec<(Mid, u32)>,
     /// Per video m-line we send on: its payload type and its numbering.
     pub video_tx: Vec<VideoTx>,
-    pub next_timeout: Instant,
-    /// Time of this peer's earliest entry in the engine's timer heap, if it has one.
-    pub scheduled: Option<Instant>,
     /// RTP clock of the mixed audio we send (48 kHz).
     pub audio_rtp: u32,
     /// Sequence number of the next mixed-audio packet we send.
     pub audio_seq: u64,
+}
+
+/// The str0m peer of a session and what the engine knows about its m-lines.
+pub struct Peer {
+    pub rtc: Rtc,
+    pub lines: MediaLines,
+    pub next_timeout: Instant,
+    /// Time of this peer's earliest entry in the engine's timer heap, if it has one.
+    pub scheduled: Option<Instant>,
     /// Queued in the engine's list of peers to drain (each peer is drained once per pass).
     pub dirty: bool,
     /// The SRTP keys of this connection, once its DTLS handshake has exported them.
