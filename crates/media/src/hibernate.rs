@@ -18,17 +18,19 @@
 //! - the DTLS keys and peer certificate: the new `Rtc` gets a DTLS instance that is already
 //!   connected ([`crate::srtp::with_resumed_dtls`]);
 //! - the rollover counter of the client's audio ([`SeqTracker`]), which a new SRTP receive
-//!   context cannot infer (it would assume 0 once the client's sequence numbers wrapped).
+//!   context cannot infer (it would assume 0 once the client's sequence numbers wrapped);
+//! - the next unused SRTCP index: a new `Rtc` starts at 0 again, and its RTCP is moved past
+//!   the indices already used ([`Replay::outgoing`]) so that no AES-GCM nonce is used twice.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::IceCreds;
+use str0m::crypto::dtls::SrtpProfile;
 
 use crate::session::MediaLines;
 use crate::srtp::{RtpSealer, SrtcpReindexer, SrtpKeys, srtcp_index};
 use crate::stun;
-use str0m::crypto::dtls::SrtpProfile;
 
 /// A hibernated connection whose client sent no valid ICE check for this long is gone, as
 /// str0m's ICE-lite agent would also conclude (the browser checks every few seconds).
@@ -122,9 +124,7 @@ impl Replay {
             self.client_rtp.observe(datagram);
         }
     }
-}
 
-impl Replay {
     /// A datagram the `Rtc` sends: its SRTCP moved past the indices earlier `Rtc`s of this
     /// connection used, and the next free index noted. `None`: it must not leave (RTCP that
     /// cannot be moved would reuse a nonce).

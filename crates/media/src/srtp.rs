@@ -628,6 +628,7 @@ impl SrtcpReindexer {
         iv
     }
 }
+
 /// RFC 7714 §9.2: the first 8 octets, then `E || SRTCP index`.
 fn aad(header: &[u8; RTCP_HEADER_LEN], e_and_index: u32) -> [u8; RTCP_HEADER_LEN + 4] {
     let mut aad = [0u8; RTCP_HEADER_LEN + 4];
