@@ -398,8 +398,7 @@ impl DtlsInstance for ResumedDtls {
 /// Seals outgoing RTP packets of one SSRC with a connection's SRTP keys (AEAD AES-GCM,
 /// RFC 7714).
 pub struct RtpSealer {
-    key: LessSafeKey,
-    salt: [u8; SALT_LEN],
+    session: AeadSession,
     ssrc: u32,
 }
 
@@ -426,8 +425,8 @@ impl RtpSealer {
     /// The sealer for our outbound RTP on `ssrc`, or `None` for a profile we do not seal
     /// ourselves (or material of the wrong length).
     pub fn new(keys: &SrtpKeys, ssrc: u32) -> Option<Self> {
-        let (key, salt) = outbound_session(keys, LABEL_RTP_KEY, LABEL_RTP_SALT)?;
-        Some(Self { key, salt, ssrc })
+        let session = AeadSession::outbound(keys, LABEL_RTP_KEY, LABEL_RTP_SALT)?;
+        Some(Self { session, ssrc })
     }
 
     pub fn ssrc(&self) -> u32 {
@@ -444,64 +443,70 @@ impl RtpSealer {
         out.extend_from_slice(&self.ssrc.to_be_bytes());
         out.extend_from_slice(packet.payload);
         let (header, body) = out.split_at_mut(RTP_HEADER_LEN);
-        let nonce = Nonce::assume_unique_for_key(self.iv(packet.seq));
+        // RFC 7714 §8.1: the packet index is `ROC || SEQ`, the extended sequence number.
+        let nonce = self.session.nonce(self.ssrc, packet.seq);
         let tag = self
+            .session
             .key
             .seal_in_place_separate_tag(nonce, Aad::from(&*header), body)
             .expect("AES-GCM seals any packet shorter than 2^36 bytes");
         out.extend_from_slice(tag.as_ref());
         out
     }
+}
 
-    /// RFC 7714 §8.1: `00 00 || SSRC || ROC || SEQ`, XORed with the session salt.
-    fn iv(&self, seq: u64) -> [u8; SALT_LEN] {
+/// The AEAD session key and salt of one direction and kind (RTP or RTCP) of a connection.
+struct AeadSession {
+    key: LessSafeKey,
+    salt: [u8; SALT_LEN],
+}
+
+impl AeadSession {
+    /// Our outbound direction's session for the labels (RTP or RTCP), or `None` for a
+    /// profile we do not seal ourselves (or material of the wrong length).
+    fn outbound(keys: &SrtpKeys, label_key: u8, label_salt: u8) -> Option<Self> {
+        let (key_len, algorithm, prf) = match keys.profile {
+            SrtpProfile::AEAD_AES_128_GCM => (16, &AES_128_GCM, &AES_128),
+            SrtpProfile::AEAD_AES_256_GCM => (32, &AES_256_GCM, &AES_256),
+            _ => return None,
+        };
+        let m = &keys.material;
+        if m.len() != 2 * key_len + 2 * SALT_LEN {
+            return None;
+        }
+        // Our outbound half: the client's when we are the DTLS client, else the server's.
+        let (key_at, salt_at) = if keys.active {
+            (0, 2 * key_len)
+        } else {
+            (key_len, 2 * key_len + SALT_LEN)
+        };
+        let master_key = &m[key_at..key_at + key_len];
+        let master_salt = &m[salt_at..salt_at + SALT_LEN];
+        let mut session_key = [0u8; 32];
+        let mut salt = [0u8; SALT_LEN];
+        derive(
+            prf,
+            master_key,
+            master_salt,
+            label_key,
+            &mut session_key[..key_len],
+        )?;
+        derive(prf, master_key, master_salt, label_salt, &mut salt)?;
+        let key = LessSafeKey::new(UnboundKey::new(algorithm, &session_key[..key_len]).ok()?);
+        Some(Self { key, salt })
+    }
+
+    /// RFC 7714 §8.1 and §9.1: `00 00 || SSRC || 48-bit packet index` (for RTP `ROC || SEQ`,
+    /// for RTCP `00 00 || 0 || SRTCP index`), XORed with the session salt.
+    fn nonce(&self, ssrc: u32, index: u64) -> Nonce {
         let mut iv = [0u8; SALT_LEN];
-        iv[2..6].copy_from_slice(&self.ssrc.to_be_bytes());
-        iv[6..10].copy_from_slice(&((seq >> 16) as u32).to_be_bytes());
-        iv[10..12].copy_from_slice(&(seq as u16).to_be_bytes());
+        iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
+        iv[6..12].copy_from_slice(&index.to_be_bytes()[2..]);
         for (b, s) in iv.iter_mut().zip(self.salt) {
             *b ^= s;
         }
-        iv
+        Nonce::assume_unique_for_key(iv)
     }
-}
-
-/// The AEAD session key and salt of our outbound direction for the labels (RTP or RTCP), or
-/// `None` for a profile we do not seal ourselves (or material of the wrong length).
-fn outbound_session(
-    keys: &SrtpKeys,
-    label_key: u8,
-    label_salt: u8,
-) -> Option<(LessSafeKey, [u8; SALT_LEN])> {
-    let (key_len, algorithm, prf) = match keys.profile {
-        SrtpProfile::AEAD_AES_128_GCM => (16, &AES_128_GCM, &AES_128),
-        SrtpProfile::AEAD_AES_256_GCM => (32, &AES_256_GCM, &AES_256),
-        _ => return None,
-    };
-    let m = &keys.material;
-    if m.len() != 2 * key_len + 2 * SALT_LEN {
-        return None;
-    }
-    // Our outbound half: the client's when we are the DTLS client, else the server's.
-    let (key_at, salt_at) = if keys.active {
-        (0, 2 * key_len)
-    } else {
-        (key_len, 2 * key_len + SALT_LEN)
-    };
-    let master_key = &m[key_at..key_at + key_len];
-    let master_salt = &m[salt_at..salt_at + SALT_LEN];
-    let mut session_key = [0u8; 32];
-    let mut salt = [0u8; SALT_LEN];
-    derive(
-        prf,
-        master_key,
-        master_salt,
-        label_key,
-        &mut session_key[..key_len],
-    )?;
-    derive(prf, master_key, master_salt, label_salt, &mut salt)?;
-    let key = LessSafeKey::new(UnboundKey::new(algorithm, &session_key[..key_len]).ok()?);
-    Some((key, salt))
 }
 
 /// The SRTCP index of an SRTCP packet (RFC 3711 §3.4; RFC 7714 §9): the 31 bits after the E
@@ -537,8 +542,7 @@ fn tag_len_before(profile: SrtpProfile) -> usize {
 /// packets and seals it again under `index + offset` (mod 2^31), `offset` being the next index
 /// the connection has not sent yet.
 pub struct SrtcpReindexer {
-    key: LessSafeKey,
-    salt: [u8; SALT_LEN],
+    session: AeadSession,
     offset: u32,
 }
 
@@ -553,10 +557,8 @@ impl fmt::Debug for SrtcpReindexer {
 impl SrtcpReindexer {
     /// The reindexer of our outbound SRTCP, or `None` for a profile we do not seal ourselves.
     pub fn new(keys: &SrtpKeys, offset: u32) -> Option<Self> {
-        let (key, salt) = outbound_session(keys, LABEL_RTCP_KEY, LABEL_RTCP_SALT)?;
         Some(Self {
-            key,
-            salt,
+            session: AeadSession::outbound(keys, LABEL_RTCP_KEY, LABEL_RTCP_SALT)?,
             offset: offset & SRTCP_INDEX_MASK,
         })
     }
@@ -585,9 +587,10 @@ impl SrtcpReindexer {
         let header: [u8; RTCP_HEADER_LEN] = packet[..RTCP_HEADER_LEN].try_into().ok()?;
         let mut out = packet[..len - SRTCP_INDEX_LEN].to_vec();
         let plain_len = self
+            .session
             .key
             .open_in_place(
-                Nonce::assume_unique_for_key(self.iv(&header, index)),
+                self.nonce(&header, index),
                 Aad::from(aad(&header, e_and_index)),
                 &mut out[RTCP_HEADER_LEN..],
             )
@@ -605,9 +608,10 @@ impl SrtcpReindexer {
         out.extend_from_slice(header);
         out.extend_from_slice(&body);
         let tag = self
+            .session
             .key
             .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(self.iv(header, index)),
+                self.nonce(header, index),
                 Aad::from(aad(header, e_and_index)),
                 &mut out[RTCP_HEADER_LEN..],
             )
@@ -617,15 +621,11 @@ impl SrtcpReindexer {
         out
     }
 
-    /// RFC 7714 §9.1: `00 00 || SSRC || 00 00 || 0 || SRTCP index`, XORed with the salt.
-    fn iv(&self, header: &[u8; RTCP_HEADER_LEN], index: u32) -> [u8; SALT_LEN] {
-        let mut iv = [0u8; SALT_LEN];
-        iv[2..6].copy_from_slice(&header[4..8]);
-        iv[8..12].copy_from_slice(&index.to_be_bytes());
-        for (b, s) in iv.iter_mut().zip(self.salt) {
-            *b ^= s;
-        }
-        iv
+    /// The sender's SSRC is the RTCP header's second word (RFC 7714 §9.1).
+    fn nonce(&self, header: &[u8; RTCP_HEADER_LEN], index: u32) -> Nonce {
+        let [.., s0, s1, s2, s3] = *header;
+        self.session
+            .nonce(u32::from_be_bytes([s0, s1, s2, s3]), u64::from(index))
     }
 }
 
@@ -744,7 +744,7 @@ mod tests {
     fn the_roles_pick_different_halves_and_other_profiles_are_not_sealed_here() {
         let server = RtpSealer::new(&keys(SrtpProfile::AEAD_AES_128_GCM, 16, false), 1).unwrap();
         let client = RtpSealer::new(&keys(SrtpProfile::AEAD_AES_128_GCM, 16, true), 1).unwrap();
-        assert_ne!(server.salt, client.salt);
+        assert_ne!(server.session.salt, client.session.salt);
         assert!(RtpSealer::new(&keys(SrtpProfile::AES128_CM_SHA1_80, 16, false), 1).is_none());
         let mut short = keys(SrtpProfile::AEAD_AES_256_GCM, 32, false);
         short.material.pop();
