@@ -747,7 +747,8 @@ impl Engine {
     ) {
         let first_byte = contents.first().copied();
         let raw = contents;
-        let hibernated = self.by_addr.get(&source).copied().or_else(|| {
+        let mapped = self.by_addr.get(&source).copied();
+        let hibernated = mapped.or_else(|| {
             // A new address: only a STUN check with the credentials we issued matches.
             let ufrag = stun::addressed_to(raw)?;
             self.sessions
@@ -765,7 +766,9 @@ impl Engine {
                 .get_mut(&sid)
                 .and_then(|s| s.hibernated.as_mut())
         {
-            self.by_addr.insert(source, sid);
+            if mapped.is_none() {
+                self.by_addr.insert(source, sid);
+            }
             if let Some(answer) = h.on_datagram(now, source, raw) {
                 self.outputs.push_back(Output::Transmit {
                     source: destination,
@@ -787,7 +790,7 @@ impl Engine {
                 contents,
             },
         );
-        let known = self.by_addr.get(&source).copied().filter(|sid| {
+        let known = mapped.filter(|sid| {
             self.sessions
                 .get(sid)
                 .and_then(|s| s.peer.as_ref())
@@ -803,7 +806,9 @@ impl Engine {
         let Some(sid) = target else {
             return;
         };
-        self.by_addr.insert(source, sid);
+        if mapped != Some(sid) {
+            self.by_addr.insert(source, sid);
+        }
         if let Some(peer) = self.sessions.get_mut(&sid).and_then(|s| s.peer.as_mut()) {
             // RTP/RTCP from an address that passed an ICE check: the pair the client uses
             // now, and so where the audio we seal ourselves goes (symmetric RTP).
@@ -1167,20 +1172,13 @@ impl Engine {
             let Some(pt) = h.lines.opus_pt else {
                 return;
             };
-            let contents = h.sealer.seal(RtpOut {
-                payload_type: *pt,
-                marker: h.lines.audio_seq == 1,
-                seq: h.lines.audio_seq,
-                timestamp: h.lines.audio_rtp,
-                payload: &packet[..],
-            });
+            let contents = sealed_mix(&h.sealer, &h.lines, pt, &packet);
             self.outputs.push_back(Output::Transmit {
                 source: self.config.candidate,
                 destination: h.destination,
                 contents,
             });
-            h.lines.audio_seq += 1;
-            h.lines.audio_rtp = h.lines.audio_rtp.wrapping_add(960);
+            h.lines.mix_sent();
             return;
         }
         let Some(peer) = session.peer.as_mut() else {
@@ -1207,18 +1205,9 @@ impl Engine {
             };
             tracing::debug!(session = sid, profile = ?keys.map(|k| k.profile), path = ?peer.audio_path, "mixed audio path");
         }
-        let (seq, time) = (peer.lines.audio_seq, peer.lines.audio_rtp);
-        // The first packet starts a talkspurt for the client's jitter buffer.
-        let marker = seq == 1;
         match (&peer.audio_path, peer.media_destination) {
             (AudioPath::Sealed(sealer), Some(destination)) => {
-                let contents = sealer.seal(RtpOut {
-                    payload_type: *pt,
-                    marker,
-                    seq,
-                    timestamp: time,
-                    payload: &packet[..],
-                });
+                let contents = sealed_mix(sealer, &peer.lines, pt, &packet);
                 self.outputs.push_back(Output::Transmit {
                     source: self.config.candidate,
                     destination,
@@ -1231,12 +1220,12 @@ impl Engine {
                 let Some(stream) = api.stream_tx_by_mid(mid, None) else {
                     return;
                 };
+                let (seq, time, marker) = peer.lines.next_mix();
                 stream.write_rtp(RtpWrite::new(pt, seq.into(), time, now, packet).marker(marker));
                 mark_dirty(&mut self.dirty, peer, sid);
             }
         }
-        peer.lines.audio_seq += 1;
-        peer.lines.audio_rtp = peer.lines.audio_rtp.wrapping_add(960);
+        peer.lines.mix_sent();
     }
 
     fn write_video(&mut self, sid: SessionId, video: &VideoPackets, now: Instant) {
@@ -1874,7 +1863,7 @@ impl Engine {
             return;
         };
         let Hibernated {
-            replay,
+            mut replay,
             keys,
             sealer,
             destination,
@@ -1939,7 +1928,6 @@ impl Engine {
                 "a replayed connection chose another SSRC for the mix"
             );
         }
-        let mut replay = replay;
         replay.reindexer = srtp::SrtcpReindexer::new(&keys, replay.srtcp_next);
         tracing::debug!(session = sid, "hibernated viewer woken");
         let Some(session) = self.sessions.get_mut(&sid) else {
@@ -2655,6 +2643,18 @@ impl Engine {
 }
 
 /// Packets of a published (VP8) video, as its meeting's feed carries them.
+/// The SRTP packet of a mixed-audio frame, numbered as the connection's next one.
+fn sealed_mix(sealer: &RtpSealer, lines: &MediaLines, pt: Pt, payload: &[u8]) -> Vec<u8> {
+    let (seq, timestamp, marker) = lines.next_mix();
+    sealer.seal(RtpOut {
+        payload_type: *pt,
+        marker,
+        seq,
+        timestamp,
+        payload,
+    })
+}
+
 /// A seed for str0m's choices on a new connection (see [`crate::hibernate`]).
 fn random_seed() -> u64 {
     let mut bytes = [0u8; 8];

@@ -184,6 +184,20 @@ pub struct MediaLines {
     pub audio_seq: u64,
 }
 
+impl MediaLines {
+    /// The numbering of our next mixed-audio packet: sequence number, RTP time, and the
+    /// marker (the first packet starts a talkspurt for the client's jitter buffer).
+    pub fn next_mix(&self) -> (u64, u32, bool) {
+        (self.audio_seq, self.audio_rtp, self.audio_seq == 1)
+    }
+
+    /// One mixed-audio packet (20 ms at 48 kHz) went out.
+    pub fn mix_sent(&mut self) {
+        self.audio_seq += 1;
+        self.audio_rtp = self.audio_rtp.wrapping_add(960);
+    }
+}
+
 /// The str0m peer of a session and what the engine knows about its m-lines.
 pub struct Peer {
     pub rtc: Rtc,
