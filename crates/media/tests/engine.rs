@@ -443,6 +443,12 @@ impl Sim {
         }
     }
 
+    /// The last half second a client heard.
+    fn last_heard(&self, c: usize) -> &[i16] {
+        let heard = &self.clients[c].heard;
+        &heard[heard.len().saturating_sub(24_000)..]
+    }
+
     /// Runs like a real client session: every client PINGs every 10 s (a silent one is
     /// closed after 45 s).
     fn run_pinging(&mut self, duration: Duration) {
@@ -1233,12 +1239,9 @@ fn capabilities_are_enforced_live() {
     }
     sim.run(Duration::from_secs(2));
     // The receive-only attendee is not mixed in: the speaker does not hear 440 Hz.
-    let heard = &sim.clients[speaker].heard;
-    let tail = &heard[heard.len().saturating_sub(24_000)..];
+    let tail = sim.last_heard(speaker);
     assert!(tone_power(tail, 440.0) < 1.0, "{}", tone_power(tail, 440.0));
-    let heard = &sim.clients[listener].heard;
-    let tail = &heard[heard.len().saturating_sub(24_000)..];
-    assert!(tone_power(tail, 660.0) > 100.0);
+    assert!(tone_power(sim.last_heard(listener), 660.0) > 100.0);
     // Audio None receives no audio at all.
     assert!(sim.clients[deaf].heard.is_empty());
 
@@ -1372,16 +1375,12 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
     sim.subscribe(r2, false, &[a_stream]);
     sim.run(Duration::from_secs(3));
 
-    let tail = |sim: &Sim, c: usize| {
-        let heard = &sim.clients[c].heard;
-        heard[heard.len().saturating_sub(24_000)..].to_vec()
-    };
     for viewer in [r1, r2] {
-        let t = tail(&sim, viewer);
+        let t = sim.last_heard(viewer);
         // 1030 and 1180 Hz stay clear of the 440/660 Hz mix's distortion products.
         let (heard, viewers) = (
-            tone_power(&t, 440.0).min(tone_power(&t, 660.0)),
-            tone_power(&t, 1030.0).max(tone_power(&t, 1180.0)),
+            tone_power(t, 440.0).min(tone_power(t, 660.0)),
+            tone_power(t, 1030.0).max(tone_power(t, 1180.0)),
         );
         assert!(heard > 100.0, "viewer hears A and B");
         assert!(
@@ -1395,9 +1394,9 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
     }
     // Relative to the tone A does hear: codec artifacts leave a trace at every frequency, and
     // its level depends on the libopus build.
-    let a_tail = tail(&sim, a);
+    let a_tail = sim.last_heard(a);
     assert!(
-        tone_power(&a_tail, 1030.0) * 10_000.0 < tone_power(&a_tail, 660.0),
+        tone_power(a_tail, 1030.0) * 10_000.0 < tone_power(a_tail, 660.0),
         "A never hears a viewer"
     );
 
@@ -1487,16 +1486,16 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
     assert_eq!(sim.index(r1).at_capacity, Some(false));
     sim.run(Duration::from_secs(2));
     assert!(
-        tone_power(&tail(&sim, a), 1030.0) > 100.0,
+        tone_power(sim.last_heard(a), 1030.0) > 100.0,
         "A hears the promoted viewer"
     );
     assert!(
-        tone_power(&tail(&sim, r2), 1030.0) > 100.0,
+        tone_power(sim.last_heard(r2), 1030.0) > 100.0,
         "the other viewer hears it too"
     );
-    let r1_tail = tail(&sim, r1);
+    let r1_tail = sim.last_heard(r1);
     assert!(
-        tone_power(&r1_tail, 1030.0) * 10_000.0 < tone_power(&r1_tail, 660.0),
+        tone_power(r1_tail, 1030.0) * 10_000.0 < tone_power(r1_tail, 660.0),
         "not itself"
     );
     // The promoted connection may publish now (a re-offer: one more receive line).
@@ -1611,10 +1610,6 @@ fn promote(sim: &mut Sim, r: usize, attendee: &str) {
 #[test]
 fn a_listening_viewer_drops_its_rtc_keeps_hearing_and_gets_it_back_when_promoted() {
     let (mut sim, a, r) = speaker_and_listening_viewer();
-    let tail = |sim: &Sim, c: usize| {
-        let heard = &sim.clients[c].heard;
-        heard[heard.len().saturating_sub(24_000)..].to_vec()
-    };
     sim.run_pinging(Duration::from_secs(12));
     assert_eq!(sim.engine.hibernated_count(), 1, "the viewer hibernated");
     assert_eq!(sim.engine.sealed_audio_count(), 2);
@@ -1631,11 +1626,12 @@ fn a_listening_viewer_drops_its_rtc_keeps_hearing_and_gets_it_back_when_promoted
         "40 s of mixed audio, without a gap: {heard} samples"
     );
     assert!(
-        tone_power(&tail(&sim, r), 440.0) > 100.0,
+        tone_power(sim.last_heard(r), 440.0) > 100.0,
         "the viewer hears A"
     );
     assert!(
-        tone_power(&tail(&sim, a), 1030.0) * 10_000.0 < tone_power(&tail(&sim, a), 440.0) + 1.0,
+        tone_power(sim.last_heard(a), 1030.0) * 10_000.0
+            < tone_power(sim.last_heard(a), 440.0) + 1.0,
         "A does not hear the viewer"
     );
 
@@ -1645,11 +1641,11 @@ fn a_listening_viewer_drops_its_rtc_keeps_hearing_and_gets_it_back_when_promoted
     assert_eq!(sim.engine.hibernated_count(), 0);
     sim.run_pinging(Duration::from_secs(2));
     assert!(
-        tone_power(&tail(&sim, a), 1030.0) > 100.0,
+        tone_power(sim.last_heard(a), 1030.0) > 100.0,
         "A hears the promoted viewer"
     );
     assert!(
-        tone_power(&tail(&sim, r), 440.0) > 100.0,
+        tone_power(sim.last_heard(r), 440.0) > 100.0,
         "the viewer hears A"
     );
 
@@ -1676,7 +1672,7 @@ fn a_listening_viewer_drops_its_rtc_keeps_hearing_and_gets_it_back_when_promoted
     assert_eq!(sim.engine.hibernated_count(), 1, "hibernated again");
     sim.run_pinging(Duration::from_secs(2));
     assert!(
-        tone_power(&tail(&sim, r), 440.0) > 100.0,
+        tone_power(sim.last_heard(r), 440.0) > 100.0,
         "the viewer hears A"
     );
 }
@@ -1859,18 +1855,14 @@ fn a_sharer_does_not_hear_its_own_content_audio() {
         sim.subscribe(c, c == share, &[]);
     }
     sim.run(Duration::from_secs(2));
-    let tail = |sim: &Sim, c: usize| {
-        let heard = &sim.clients[c].heard;
-        heard[heard.len().saturating_sub(24_000)..].to_vec()
-    };
-    let (alice_hears, bob_hears) = (tail(&sim, a), tail(&sim, b));
+    let (alice_hears, bob_hears) = (sim.last_heard(a), sim.last_heard(b));
     assert!(
-        tone_power(&bob_hears, 660.0) > 100.0,
+        tone_power(bob_hears, 660.0) > 100.0,
         "the shared tab's audio is mixed"
     );
-    assert!(tone_power(&alice_hears, 440.0) > 100.0);
+    assert!(tone_power(alice_hears, 440.0) > 100.0);
     assert!(
-        tone_power(&alice_hears, 660.0) * 10_000.0 < tone_power(&alice_hears, 440.0),
+        tone_power(alice_hears, 660.0) * 10_000.0 < tone_power(alice_hears, 440.0),
         "the sharer hears everyone but its own shared tab"
     );
     // Content audio is governed by the Content capability.
@@ -1882,7 +1874,7 @@ fn a_sharer_does_not_hear_its_own_content_audio() {
     sim.engine
         .capabilities_changed(sim.now, sim.meeting, alice, content_off);
     sim.run(Duration::from_secs(1));
-    let bob_hears = tail(&sim, b);
+    let bob_hears = sim.last_heard(b);
     assert!(
         tone_power(&bob_hears[12_000..], 660.0) * 1_000.0
             < tone_power(&bob_hears[12_000..], 440.0) + 1.0
