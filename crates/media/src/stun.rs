@@ -1092,34 +1092,34 @@ mod tests {
         &msg[20..24 + len]
     }
 
-    #[test]
-    fn binding_success_ipv4_matches_rfc5769() {
-        let source: SocketAddr = (Ipv4Addr::new(192, 0, 2, 1), 32853).into();
+    /// Our response to RFC 5769's sample request from `source`: its XOR-MAPPED-ADDRESS
+    /// attribute is the RFC's (`expected`), and it decodes to the transaction and address,
+    /// with XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY and FINGERPRINT in that order.
+    fn assert_rfc5769_response(source: SocketAddr, expected: &str) -> Vec<u8> {
         let response = binding_success(&RFC5769_TID, source, RFC5769_PASSWORD);
-        // RFC 5769 §2.2, the XOR-MAPPED-ADDRESS attribute of the Sample IPv4 Response.
-        assert_eq!(
-            xor_mapped_address_attribute(&response),
-            hex("0020 0008 0001a147 e112a643")
-        );
+        assert_eq!(xor_mapped_address_attribute(&response), hex(expected));
         let (tid, mapped, types) = decode_success(&response, RFC5769_PASSWORD);
         assert_eq!((tid, mapped), (RFC5769_TID, source));
         assert_eq!(types, vec![0x0020, 0x0008, 0x8028]);
+        response
+    }
+
+    #[test]
+    fn binding_success_ipv4_matches_rfc5769() {
+        let source: SocketAddr = (Ipv4Addr::new(192, 0, 2, 1), 32853).into();
+        // RFC 5769 §2.2, the XOR-MAPPED-ADDRESS attribute of the Sample IPv4 Response.
+        let response = assert_rfc5769_response(source, "0020 0008 0001a147 e112a643");
         assert_eq!(response.len(), 20 + 12 + 24 + 8);
     }
 
     #[test]
     fn binding_success_ipv6_matches_rfc5769() {
         let ip: Ipv6Addr = "2001:db8:1234:5678:11:2233:4455:6677".parse().unwrap();
-        let source = SocketAddr::from((ip, 32853));
-        let response = binding_success(&RFC5769_TID, source, RFC5769_PASSWORD);
         // RFC 5769 §2.3, the XOR-MAPPED-ADDRESS attribute of the Sample IPv6 Response.
-        assert_eq!(
-            xor_mapped_address_attribute(&response),
-            hex("0020 0014 0002a147 0113a9fa a5d3f179 bc25f4b5 bed2b9d9")
+        assert_rfc5769_response(
+            SocketAddr::from((ip, 32853)),
+            "0020 0014 0002a147 0113a9fa a5d3f179 bc25f4b5 bed2b9d9",
         );
-        let (tid, mapped, types) = decode_success(&response, RFC5769_PASSWORD);
-        assert_eq!((tid, mapped), (RFC5769_TID, source));
-        assert_eq!(types, vec![0x0020, 0x0008, 0x8028]);
     }
 
     #[test]
