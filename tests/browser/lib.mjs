@@ -532,6 +532,69 @@ export class Participant {
   }
 }
 
+// --- hearing tones ------------------------------------------------------------------------------
+
+/**
+ * The thresholds of a received mix: a heard tone is at least
+ * `heardAboveFloorDb` above the codec's noise floor and within `heardBelowMaxDb` of the loudest
+ * bin; an absent one is at least `absentBelowMaxDb` below the loudest bin.
+ */
+export const HEARING = { heardAboveFloorDb: 25, heardBelowMaxDb: 12, absentBelowMaxDb: 30 };
+
+/**
+ * Measures the received meeting audio of `p` (up to three times, the mix may take a moment to
+ * settle) and fails with every deviation: tones in `hears` must be there, tones in `silent` must
+ * not. `frequencies` are the tones analysed, `who[f]` names the tone's owner in messages.
+ * With `quietAboveFloorDb`, a tone that is less than that above the noise floor also counts as
+ * absent (for a client that hears nothing else, where "the loudest tone" is noise).
+ */
+export async function assertHearing(t, p, { frequencies, who, hears, silent, what, mediaMs = 20_000, quietAboveFloorDb }) {
+  await p.poll(
+    () => p.call('rtcStats'),
+    (stats) => stats.inboundAudio.some((a) => a.packetsReceived > 0 && a.totalAudioEnergy > 0),
+    { what: `inbound audio packets with energy (${what})`, timeoutMs: mediaMs },
+  );
+  const problemsOf = (spectrum) => {
+    const problems = [];
+    for (const f of hears) {
+      const l = spectrum.levels[f];
+      if (l.aboveFloorDb < HEARING.heardAboveFloorDb) {
+        problems.push(`${who[f]}'s ${f} Hz should be heard but is only ${l.aboveFloorDb} dB above the noise floor`);
+      } else if (l.belowMaxDb > HEARING.heardBelowMaxDb) {
+        problems.push(`${who[f]}'s ${f} Hz should be about as loud as the loudest tone but is ${l.belowMaxDb} dB below it`);
+      }
+    }
+    for (const f of silent) {
+      const l = spectrum.levels[f];
+      const quiet = quietAboveFloorDb !== undefined && l.aboveFloorDb < quietAboveFloorDb;
+      if (l.belowMaxDb < HEARING.absentBelowMaxDb && !quiet) {
+        problems.push(
+          `${who[f]}'s ${f} Hz must not be heard but is only ${l.belowMaxDb} dB below the loudest tone (${l.aboveFloorDb} dB above the floor)`,
+        );
+      }
+    }
+    return problems;
+  };
+  let spectrum;
+  let problems;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    spectrum = await p.call('audioSpectrum', frequencies, { durationMs: 1500 });
+    problems = problemsOf(spectrum);
+    if (problems.length === 0) break;
+    await sleep(500);
+  }
+  const levels = frequencies.map((f) => `${who[f]} ${f} Hz ${spectrum.levels[f].aboveFloorDb}/${-spectrum.levels[f].belowMaxDb} dB`);
+  t.diagnostic(`${p.label} ${what} hears (above floor / vs loudest): ${levels.join(', ')}`);
+  if (problems.length > 0) {
+    const peaks = spectrum.peaks.map((k) => `${k.hz} Hz +${k.aboveFloorDb} dB`).join(', ');
+    assert.fail(
+      `${p.label} (${p.tone} Hz, ${what}) received the wrong mix:\n  - ${problems.join('\n  - ')}\n` +
+        `  levels (above floor / vs loudest): ${levels.join(', ')}\n  strongest peaks: ${peaks}\n  (console: ${p.handle.logPath})`,
+    );
+  }
+  return spectrum;
+}
+
 /** A short JSON rendering of a harness state (or anything) for failure messages. */
 export function summarize(value) {
   if (value && typeof value === 'object' && Array.isArray(value.events)) {

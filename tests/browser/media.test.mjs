@@ -12,6 +12,7 @@ import {
   assertEventEnvelope,
   cleanup,
   createMeeting,
+  HEARING,
   makeTempDir,
   meetings,
   Participant,
@@ -109,8 +110,9 @@ describe('three attendees in one meeting', () => {
         );
         const expected = others(p).map((q) => q.tone);
         const hearsRightMix = (spectrum) =>
-          expected.every((f) => spectrum.levels[f].aboveFloorDb >= 25 && spectrum.levels[f].belowMaxDb <= 12) &&
-          spectrum.levels[p.tone].belowMaxDb >= 30;
+          expected.every(
+            (f) => spectrum.levels[f].aboveFloorDb >= HEARING.heardAboveFloorDb && spectrum.levels[f].belowMaxDb <= HEARING.heardBelowMaxDb,
+          ) && spectrum.levels[p.tone].belowMaxDb >= HEARING.absentBelowMaxDb;
         // The mix may take a moment to settle after the join: measure up to three times.
         let spectrum;
         for (let attempt = 0; attempt < 3; attempt++) {
@@ -122,10 +124,10 @@ describe('three attendees in one meeting', () => {
         const levels = FREQUENCIES.map((f) => `${f} Hz ${spectrum.levels[f].aboveFloorDb}/${-spectrum.levels[f].belowMaxDb} dB`);
         t.diagnostic(`${p.label} hears (above floor / vs loudest): ${levels.join(', ')}`);
         for (const f of expected) {
-          assert.ok(spectrum.levels[f].aboveFloorDb >= 25, `${f} Hz should be heard clearly: ${message}`);
-          assert.ok(spectrum.levels[f].belowMaxDb <= 12, `${f} Hz should be about as loud as the loudest tone: ${message}`);
+          assert.ok(spectrum.levels[f].aboveFloorDb >= HEARING.heardAboveFloorDb, `${f} Hz should be heard clearly: ${message}`);
+          assert.ok(spectrum.levels[f].belowMaxDb <= HEARING.heardBelowMaxDb, `${f} Hz should be about as loud as the loudest tone: ${message}`);
         }
-        assert.ok(spectrum.levels[p.tone].belowMaxDb >= 30, `its own ${p.tone} Hz must not come back: ${message}`);
+        assert.ok(spectrum.levels[p.tone].belowMaxDb >= HEARING.absentBelowMaxDb, `its own ${p.tone} Hz must not come back: ${message}`);
       }),
     );
   });

@@ -23,6 +23,7 @@ import { after, before, describe, test } from 'node:test';
 
 import {
   assertEventEnvelope,
+  assertHearing,
   cleanup,
   createAttendee,
   createMeeting,
@@ -44,11 +45,6 @@ const JOIN_TIMEOUT_MS = 15_000; // the SDK's own connection timeout; a join take
 const SIGNAL_MS = 5_000; // roster, data, promotion acks: a few signaling round trips
 const MEDIA_MS = 20_000; // first decoded video frames, through ICE/DTLS and keyframes
 const SETTLE_MS = 1_500; // how long something that must NOT happen is given to happen anyway
-// The thresholds of media.test.mjs: a heard tone is >= 25 dB above the codec's noise floor and
-// within 12 dB of the loudest bin; an absent one is >= 30 dB below the loudest bin.
-const HEARD_ABOVE_FLOOR_DB = 25;
-const HEARD_BELOW_MAX_DB = 12;
-const ABSENT_BELOW_MAX_DB = 30;
 
 const PROMOTED_EXTERNAL_USER_ID = 'r1-promoted';
 const WEBHOOK_SECRET = 'browser-replication-webhook-secret';
@@ -156,56 +152,9 @@ describe('media replication: a primary (A, B) and its replica (R1, R2)', () => {
   /** Reconnections (audioVideoDidStartConnecting(true)) since the join. */
   const reconnects = (state) => state.events.filter((e) => e.type === 'audioVideoDidStartConnecting' && e.reconnecting);
 
-  /**
-   * Measures the received meeting audio of `p` (up to three times, the mix may take a moment to
-   * settle) and fails with every deviation: tones in `hears` must be there, tones in `silent`
-   * must not.
-   */
-  async function listen(t, p, { hears, silent, what }) {
-    await p.poll(
-      () => p.call('rtcStats'),
-      (stats) => stats.inboundAudio.some((a) => a.packetsReceived > 0 && a.totalAudioEnergy > 0),
-      { what: `inbound audio packets with energy (${what})`, timeoutMs: MEDIA_MS },
-    );
-    const problemsOf = (spectrum) => {
-      const problems = [];
-      for (const f of hears) {
-        const l = spectrum.levels[f];
-        if (l.aboveFloorDb < HEARD_ABOVE_FLOOR_DB) {
-          problems.push(`${WHO[f]}'s ${f} Hz should be heard but is only ${l.aboveFloorDb} dB above the noise floor`);
-        } else if (l.belowMaxDb > HEARD_BELOW_MAX_DB) {
-          problems.push(`${WHO[f]}'s ${f} Hz should be about as loud as the loudest tone but is ${l.belowMaxDb} dB below it`);
-        }
-      }
-      for (const f of silent) {
-        const l = spectrum.levels[f];
-        if (l.belowMaxDb < ABSENT_BELOW_MAX_DB) {
-          problems.push(
-            `${WHO[f]}'s ${f} Hz must not be heard but is only ${l.belowMaxDb} dB below the loudest tone (${l.aboveFloorDb} dB above the floor)`,
-          );
-        }
-      }
-      return problems;
-    };
-    let spectrum;
-    let problems;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      spectrum = await p.call('audioSpectrum', FREQUENCIES, { durationMs: 1500 });
-      problems = problemsOf(spectrum);
-      if (problems.length === 0) break;
-      await sleep(500);
-    }
-    const levels = FREQUENCIES.map((f) => `${WHO[f]} ${f} Hz ${spectrum.levels[f].aboveFloorDb}/${-spectrum.levels[f].belowMaxDb} dB`);
-    t.diagnostic(`${p.label} ${what} hears (above floor / vs loudest): ${levels.join(', ')}`);
-    if (problems.length > 0) {
-      const peaks = spectrum.peaks.map((k) => `${k.hz} Hz +${k.aboveFloorDb} dB`).join(', ');
-      assert.fail(
-        `${p.label} (${p.tone} Hz, ${what}) received the wrong mix:\n  - ${problems.join('\n  - ')}\n` +
-          `  levels (above floor / vs loudest): ${levels.join(', ')}\n  strongest peaks: ${peaks}\n  (console: ${p.handle.logPath})`,
-      );
-    }
-    return spectrum;
-  }
+  /** The received mix of `p` (see `assertHearing`), with this scenario's tones. */
+  const listen = (t, p, { hears, silent, what }) =>
+    assertHearing(t, p, { frequencies: FREQUENCIES, who: WHO, hears, silent, what, mediaMs: MEDIA_MS });
 
   /** Fails if `attendeeId` ever appeared in `p`'s roster (checked after SETTLE_MS). */
   function assertNeverInRoster(p, state, attendeeId, why) {
