@@ -2642,7 +2642,6 @@ impl Engine {
     }
 }
 
-/// Packets of a published (VP8) video, as its meeting's feed carries them.
 /// The SRTP packet of a mixed-audio frame, numbered as the connection's next one.
 fn sealed_mix(sealer: &RtpSealer, lines: &MediaLines, pt: Pt, payload: &[u8]) -> Vec<u8> {
     let (seq, timestamp, marker) = lines.next_mix();
@@ -2663,6 +2662,7 @@ fn random_seed() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// Packets of a published (VP8) video, as its meeting's feed carries them.
 fn video_item(source: &VideoSource, packets: Vec<RtpPayload>) -> FeedItem {
     FeedItem::Video(VideoPackets {
         stream_id: source.stream_id,
