@@ -397,17 +397,10 @@ impl DtlsInstance for ResumedDtls {
 
 /// Seals outgoing RTP packets of one SSRC with a connection's SRTP keys (AEAD AES-GCM,
 /// RFC 7714).
+#[derive(Debug)]
 pub struct RtpSealer {
     session: AeadSession,
     ssrc: u32,
-}
-
-impl fmt::Debug for RtpSealer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RtpSealer")
-            .field("ssrc", &self.ssrc)
-            .finish_non_exhaustive()
-    }
 }
 
 /// One RTP packet to seal.
@@ -459,6 +452,13 @@ impl RtpSealer {
 struct AeadSession {
     key: LessSafeKey,
     salt: [u8; SALT_LEN],
+}
+
+impl fmt::Debug for AeadSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("AeadSession").finish_non_exhaustive()
+    }
 }
 
 impl AeadSession {
@@ -541,17 +541,10 @@ fn tag_len_before(profile: SrtpProfile) -> usize {
 /// SRTCP replay window (libsrtp) drops them as replays. This opens each of its outbound SRTCP
 /// packets and seals it again under `index + offset` (mod 2^31), `offset` being the next index
 /// the connection has not sent yet.
+#[derive(Debug)]
 pub struct SrtcpReindexer {
     session: AeadSession,
     offset: u32,
-}
-
-impl fmt::Debug for SrtcpReindexer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SrtcpReindexer")
-            .field("offset", &self.offset)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SrtcpReindexer {
