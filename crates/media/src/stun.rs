@@ -1168,6 +1168,34 @@ mod tests {
         prop::collection::vec((attr_type, prop::collection::vec(any::<u8>(), 0..24)), 0..4)
     }
 
+    /// A binding request as a browser would encode it, with what it was built from.
+    #[derive(Debug, Clone)]
+    struct Generated {
+        tid: [u8; 12],
+        local: String,
+        remote: String,
+        password: String,
+        use_candidate: bool,
+        request: Vec<u8>,
+    }
+
+    prop_compose! {
+        fn generated_request()(
+            tid in any::<[u8; 12]>(),
+            local in ufrag(),
+            remote in ufrag(),
+            password in "[A-Za-z0-9+/]{22,32}",
+            use_candidate in any::<bool>(),
+            with_fingerprint in any::<bool>(),
+            extra in extra_attributes(),
+        ) -> Generated {
+            let username = format!("{local}:{remote}");
+            let request =
+                encode_request(&tid, &username, use_candidate, &extra, &password, with_fingerprint);
+            Generated { tid, local, remote, password, use_candidate, request }
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
@@ -1224,43 +1252,28 @@ mod tests {
         }
 
         #[test]
-        fn generated_requests_are_accepted(
-            tid in any::<[u8; 12]>(),
-            local in ufrag(),
-            remote in ufrag(),
-            password in "[A-Za-z0-9+/]{22,32}",
-            use_candidate in any::<bool>(),
-            with_fingerprint in any::<bool>(),
-            extra in extra_attributes(),
-        ) {
-            let username = format!("{local}:{remote}");
-            let request =
-                encode_request(&tid, &username, use_candidate, &extra, &password, with_fingerprint);
-            prop_assert!(is_stun(&request));
+        fn generated_requests_are_accepted(g in generated_request()) {
+            prop_assert!(is_stun(&g.request));
             prop_assert_eq!(
-                parse_binding_request(&request, &local, &password),
-                Ok(BindingRequest { transaction_id: tid, use_candidate, remote_ufrag: remote })
+                parse_binding_request(&g.request, &g.local, &g.password),
+                Ok(BindingRequest {
+                    transaction_id: g.tid,
+                    use_candidate: g.use_candidate,
+                    remote_ufrag: g.remote,
+                })
             );
         }
 
         #[test]
         fn any_single_byte_mutation_is_rejected(
-            tid in any::<[u8; 12]>(),
-            local in ufrag(),
-            remote in ufrag(),
-            password in "[A-Za-z0-9+/]{22,32}",
-            use_candidate in any::<bool>(),
-            with_fingerprint in any::<bool>(),
-            extra in extra_attributes(),
+            g in generated_request(),
             position in any::<prop::sample::Index>(),
             xor in 1..=255_u8,
         ) {
-            let username = format!("{local}:{remote}");
-            let mut request =
-                encode_request(&tid, &username, use_candidate, &extra, &password, with_fingerprint);
+            let mut request = g.request;
             let at = position.index(request.len());
             request[at] ^= xor;
-            let result = parse_binding_request(&request, &local, &password);
+            let result = parse_binding_request(&request, &g.local, &g.password);
             prop_assert!(result.is_err(), "byte {} ^ {:#04x} accepted: {:?}", at, xor, result);
         }
 
