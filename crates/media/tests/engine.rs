@@ -449,6 +449,11 @@ impl Sim {
         &heard[heard.len().saturating_sub(24_000)..]
     }
 
+    /// Whether a client's last half second holds `freq` at an audible level.
+    fn hears(&self, c: usize, freq: f32) -> bool {
+        tone_power(self.last_heard(c), freq) > AUDIBLE
+    }
+
     /// Runs like a real client session: every client PINGs every 10 s (a silent one is
     /// closed after 45 s).
     fn run_pinging(&mut self, duration: Duration) {
@@ -594,6 +599,9 @@ impl Sim {
             .unwrap_or_else(|| panic!("{attendee} publishes"))
     }
 }
+
+/// The tone power above which a tone counts as heard.
+const AUDIBLE: f64 = 100.0;
 
 /// Energy of one frequency in a PCM buffer (Goertzel), normalised by length.
 fn tone_power(pcm: &[i16], freq: f32) -> f64 {
@@ -1241,7 +1249,7 @@ fn capabilities_are_enforced_live() {
     // The receive-only attendee is not mixed in: the speaker does not hear 440 Hz.
     let tail = sim.last_heard(speaker);
     assert!(tone_power(tail, 440.0) < 1.0, "{}", tone_power(tail, 440.0));
-    assert!(tone_power(sim.last_heard(listener), 660.0) > 100.0);
+    assert!(sim.hears(listener, 660.0));
     // Audio None receives no audio at all.
     assert!(sim.clients[deaf].heard.is_empty());
 
@@ -1252,7 +1260,7 @@ fn capabilities_are_enforced_live() {
     sim.run(Duration::from_secs(2));
     let heard = &sim.clients[speaker].heard;
     let tail = &heard[heard.len() - 24_000..];
-    assert!(tone_power(tail, 440.0) > 100.0);
+    assert!(tone_power(tail, 440.0) > AUDIBLE);
 }
 
 mod robustness {
@@ -1382,7 +1390,7 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
             tone_power(t, 440.0).min(tone_power(t, 660.0)),
             tone_power(t, 1030.0).max(tone_power(t, 1180.0)),
         );
-        assert!(heard > 100.0, "viewer hears A and B");
+        assert!(heard > AUDIBLE, "viewer hears A and B");
         assert!(
             viewers * 1000.0 < heard,
             "viewers are never mixed: {viewers} vs {heard}"
@@ -1485,14 +1493,8 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
     assert!(names(&sim, r2).contains(&"viewer-1-promoted".to_owned()));
     assert_eq!(sim.index(r1).at_capacity, Some(false));
     sim.run(Duration::from_secs(2));
-    assert!(
-        tone_power(sim.last_heard(a), 1030.0) > 100.0,
-        "A hears the promoted viewer"
-    );
-    assert!(
-        tone_power(sim.last_heard(r2), 1030.0) > 100.0,
-        "the other viewer hears it too"
-    );
+    assert!(sim.hears(a, 1030.0), "A hears the promoted viewer");
+    assert!(sim.hears(r2, 1030.0), "the other viewer hears it too");
     let r1_tail = sim.last_heard(r1);
     assert!(
         tone_power(r1_tail, 1030.0) * 10_000.0 < tone_power(r1_tail, 660.0),
@@ -1625,10 +1627,7 @@ fn a_listening_viewer_drops_its_rtc_keeps_hearing_and_gets_it_back_when_promoted
         heard >= 39 * 48_000,
         "40 s of mixed audio, without a gap: {heard} samples"
     );
-    assert!(
-        tone_power(sim.last_heard(r), 440.0) > 100.0,
-        "the viewer hears A"
-    );
+    assert!(sim.hears(r, 440.0), "the viewer hears A");
     assert!(
         tone_power(sim.last_heard(a), 1030.0) * 10_000.0
             < tone_power(sim.last_heard(a), 440.0) + 1.0,
@@ -1640,14 +1639,8 @@ fn a_listening_viewer_drops_its_rtc_keeps_hearing_and_gets_it_back_when_promoted
     promote(&mut sim, r, "00000000-0000-0000-0000-0000000000f1");
     assert_eq!(sim.engine.hibernated_count(), 0);
     sim.run_pinging(Duration::from_secs(2));
-    assert!(
-        tone_power(sim.last_heard(a), 1030.0) > 100.0,
-        "A hears the promoted viewer"
-    );
-    assert!(
-        tone_power(sim.last_heard(r), 440.0) > 100.0,
-        "the viewer hears A"
-    );
+    assert!(sim.hears(a, 1030.0), "A hears the promoted viewer");
+    assert!(sim.hears(r, 440.0), "the viewer hears A");
 
     // The woken `Rtc` takes part in a renegotiation: the promoted viewer publishes a camera.
     sim.subscribe(r, true, &[]);
@@ -1671,10 +1664,7 @@ fn a_listening_viewer_drops_its_rtc_keeps_hearing_and_gets_it_back_when_promoted
     sim.run_pinging(Duration::from_secs(12));
     assert_eq!(sim.engine.hibernated_count(), 1, "hibernated again");
     sim.run_pinging(Duration::from_secs(2));
-    assert!(
-        tone_power(sim.last_heard(r), 440.0) > 100.0,
-        "the viewer hears A"
-    );
+    assert!(sim.hears(r, 440.0), "the viewer hears A");
 }
 
 #[test]
@@ -1857,10 +1847,10 @@ fn a_sharer_does_not_hear_its_own_content_audio() {
     sim.run(Duration::from_secs(2));
     let (alice_hears, bob_hears) = (sim.last_heard(a), sim.last_heard(b));
     assert!(
-        tone_power(bob_hears, 660.0) > 100.0,
+        tone_power(bob_hears, 660.0) > AUDIBLE,
         "the shared tab's audio is mixed"
     );
-    assert!(tone_power(alice_hears, 440.0) > 100.0);
+    assert!(tone_power(alice_hears, 440.0) > AUDIBLE);
     assert!(
         tone_power(alice_hears, 660.0) * 10_000.0 < tone_power(alice_hears, 440.0),
         "the sharer hears everyone but its own shared tab"
