@@ -759,6 +759,7 @@ mod resume_tests {
     use str0m::media::{Direction, MediaKind, Mid, Pt};
     use str0m::net::{Protocol, Receive};
     use str0m::rtp::RtpWrite;
+    use str0m::rtp::rtcp::SenderInfo;
     use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc};
 
     use super::{
@@ -859,6 +860,14 @@ mod resume_tests {
                     _ => None,
                 })
                 .collect()
+        }
+
+        /// The sender report behind the latest RTP packet this side received.
+        fn last_sender_info(&self) -> Option<SenderInfo> {
+            self.events.iter().rev().find_map(|e| match e {
+                Event::RtpPacket(p) => p.last_sender_info,
+                _ => None,
+            })
         }
 
         fn connected(&self) -> bool {
@@ -1227,15 +1236,7 @@ mod resume_tests {
             .ssrc();
         let a_nonces = std::mem::take(&mut wire.rtcp_nonces);
         let next_index = a_nonces.iter().map(|n| n.1).max().unwrap() + 1;
-        let sender_info_of_a = client
-            .events
-            .iter()
-            .rev()
-            .find_map(|e| match e {
-                Event::RtpPacket(p) => p.last_sender_info,
-                _ => None,
-            })
-            .expect("A sent a sender report");
+        let sender_info_of_a = client.last_sender_info().expect("A sent a sender report");
 
         // Hibernate: A goes, B comes (plus C, the same without the ROC).
         drop(a);
@@ -1341,15 +1342,7 @@ mod resume_tests {
         all.dedup();
         assert_eq!(all.len(), a_nonces.len() + b_nonces.len());
         assert_eq!(b_nonces.iter().map(|n| n.1).min(), Some(next_index));
-        let sender_info_of_b = client
-            .events
-            .iter()
-            .rev()
-            .find_map(|e| match e {
-                Event::RtpPacket(p) => p.last_sender_info,
-                _ => None,
-            })
-            .unwrap();
+        let sender_info_of_b = client.last_sender_info().unwrap();
         println!("the client's last SR from A: {sender_info_of_a:?}");
         println!("the client's last SR from B: {sender_info_of_b:?}");
         assert!(sender_info_of_b.ntp_time > sender_info_of_a.ntp_time);
