@@ -539,6 +539,16 @@ impl Sim {
             .expect("a frame of that kind")
     }
 
+    /// The latest frame of a kind a client received.
+    fn last_frame(&self, c: usize, kind: FrameType) -> &SdkSignalFrame {
+        self.clients[c]
+            .inbox
+            .iter()
+            .rev()
+            .find(|f| f.frame_type() == Some(kind))
+            .unwrap_or_else(|| panic!("client {c} received no {kind:?}"))
+    }
+
     fn frames(&self, c: usize, kind: FrameType) -> Vec<&SdkSignalFrame> {
         self.clients[c]
             .inbox
@@ -582,12 +592,7 @@ impl Sim {
     }
 
     fn index(&self, c: usize) -> SdkIndexFrame {
-        self.frames(c, FrameType::Index)
-            .last()
-            .unwrap()
-            .index
-            .clone()
-            .unwrap()
+        self.last_frame(c, FrameType::Index).index.clone().unwrap()
     }
 
     fn stream_of(&self, c: usize, attendee: &str) -> u32 {
@@ -696,9 +701,7 @@ fn join_sequence_and_roster() {
     // PING gets a PONG with the same id.
     sim.frame(a, SdkSignalFrame::ping(0, 7));
     let pong = sim
-        .frames(a, FrameType::PingPong)
-        .last()
-        .unwrap()
+        .last_frame(a, FrameType::PingPong)
         .ping_pong
         .clone()
         .unwrap();
@@ -709,9 +712,7 @@ fn join_sequence_and_roster() {
     sim.frame(b, SdkSignalFrame::new(FrameType::Leave, 0));
     assert_eq!(sim.frames(b, FrameType::LeaveAck).len(), 1);
     let last = sim
-        .frames(a, FrameType::AudioStreamIdInfo)
-        .last()
-        .unwrap()
+        .last_frame(a, FrameType::AudioStreamIdInfo)
         .audio_stream_id_info
         .clone()
         .unwrap();
@@ -860,9 +861,7 @@ fn video_is_published_indexed_and_forwarded() {
     }
     sim.subscribe(a, true, &[]);
     let ack = sim
-        .frames(a, FrameType::SubscribeAck)
-        .last()
-        .unwrap()
+        .last_frame(a, FrameType::SubscribeAck)
         .suback
         .clone()
         .unwrap();
@@ -881,12 +880,7 @@ fn video_is_published_indexed_and_forwarded() {
 
     // The viewer may not publish: 206 on its SUBSCRIBE_ACK and at_capacity in its INDEX.
     sim.subscribe(viewer, true, &[stream]);
-    let refused = sim
-        .frames(viewer, FrameType::SubscribeAck)
-        .last()
-        .copied()
-        .unwrap()
-        .clone();
+    let refused = sim.last_frame(viewer, FrameType::SubscribeAck).clone();
     assert_eq!(refused.error.as_ref().and_then(|e| e.status), Some(206));
     assert_eq!(sim.index(viewer).at_capacity, Some(true));
     assert_eq!(
@@ -898,9 +892,7 @@ fn video_is_published_indexed_and_forwarded() {
 
     sim.subscribe(b, false, &[stream]);
     let ack = sim
-        .frames(b, FrameType::SubscribeAck)
-        .last()
-        .unwrap()
+        .last_frame(b, FrameType::SubscribeAck)
         .suback
         .clone()
         .unwrap();
@@ -1124,9 +1116,7 @@ fn lifecycle_statuses_and_reconnects() {
     sim.engine.close_session(sim.now, b3_session);
     sim.run(Duration::from_secs(11));
     let last = sim
-        .frames(a, FrameType::AudioStreamIdInfo)
-        .last()
-        .unwrap()
+        .last_frame(a, FrameType::AudioStreamIdInfo)
         .audio_stream_id_info
         .clone()
         .unwrap();
@@ -1210,12 +1200,7 @@ fn content_share_is_a_separate_participant() {
     let share3 = sim.connect_as(dave, true, "dave#content", None, all(), 7);
     sim.join(share3);
     sim.subscribe(share3, true, &[]);
-    let ack = sim
-        .frames(share3, FrameType::SubscribeAck)
-        .last()
-        .copied()
-        .unwrap()
-        .clone();
+    let ack = sim.last_frame(share3, FrameType::SubscribeAck).clone();
     assert_eq!(ack.error.as_ref().and_then(|e| e.status), Some(206));
 }
 
@@ -1373,12 +1358,7 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
     let a_stream = sim.stream_of(r1, &attendee_of(&sim, a));
     sim.subscribe(b, false, &[a_stream]);
     sim.subscribe(r1, true, &[a_stream]);
-    let refused = sim
-        .frames(r1, FrameType::SubscribeAck)
-        .last()
-        .copied()
-        .unwrap()
-        .clone();
+    let refused = sim.last_frame(r1, FrameType::SubscribeAck).clone();
     assert_eq!(refused.error.as_ref().and_then(|e| e.status), Some(206));
     sim.subscribe(r2, false, &[a_stream]);
     sim.run(Duration::from_secs(3));
@@ -1421,9 +1401,7 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
         ),
     );
     let back = sim
-        .frames(r1, FrameType::DataMessage)
-        .last()
-        .unwrap()
+        .last_frame(r1, FrameType::DataMessage)
         .data_message
         .clone()
         .unwrap();
@@ -1441,9 +1419,7 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
         ),
     );
     let got = sim
-        .frames(r2, FrameType::DataMessage)
-        .last()
-        .unwrap()
+        .last_frame(r2, FrameType::DataMessage)
         .data_message
         .clone()
         .unwrap();
@@ -1482,12 +1458,7 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
         250,
     );
     sim.pump();
-    let ack = sim
-        .frames(r1, FrameType::PrimaryMeetingJoinAck)
-        .last()
-        .copied()
-        .unwrap()
-        .clone();
+    let ack = sim.last_frame(r1, FrameType::PrimaryMeetingJoinAck).clone();
     assert!(ack.error.is_none());
     assert!(names(&sim, a).contains(&"viewer-1-promoted".to_owned()));
     assert!(names(&sim, r2).contains(&"viewer-1-promoted".to_owned()));
@@ -1502,12 +1473,7 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
     );
     // The promoted connection may publish now (a re-offer: one more receive line).
     sim.subscribe(r1, true, &[a_stream, 0]);
-    let ack = sim
-        .frames(r1, FrameType::SubscribeAck)
-        .last()
-        .copied()
-        .unwrap()
-        .clone();
+    let ack = sim.last_frame(r1, FrameType::SubscribeAck).clone();
     assert!(ack.error.is_none());
     assert!(
         sim.index(b)
@@ -1545,12 +1511,7 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
     // A refused promotion and a promotion asked outside a replica both get an error status.
     sim.engine.promotion_refused(sim.now, session, 403);
     sim.pump();
-    let ack = sim
-        .frames(r1, FrameType::PrimaryMeetingJoinAck)
-        .last()
-        .copied()
-        .unwrap()
-        .clone();
+    let ack = sim.last_frame(r1, FrameType::PrimaryMeetingJoinAck).clone();
     assert_eq!(ack.error.and_then(|e| e.status), Some(403));
     sim.frame(
         a,
@@ -1559,12 +1520,7 @@ fn replica_viewers_receive_the_primary_and_can_be_promoted() {
             ..SdkSignalFrame::new(FrameType::PrimaryMeetingJoin, 0)
         },
     );
-    let ack = sim
-        .frames(a, FrameType::PrimaryMeetingJoinAck)
-        .last()
-        .copied()
-        .unwrap()
-        .clone();
+    let ack = sim.last_frame(a, FrameType::PrimaryMeetingJoinAck).clone();
     assert_eq!(ack.error.and_then(|e| e.status), Some(403));
 
     // The primary ends: the control plane ends its replicas, then it; everyone gets 410.
@@ -1644,12 +1600,7 @@ fn a_listening_viewer_drops_its_rtc_keeps_hearing_and_gets_it_back_when_promoted
 
     // The woken `Rtc` takes part in a renegotiation: the promoted viewer publishes a camera.
     sim.subscribe(r, true, &[]);
-    let ack = sim
-        .frames(r, FrameType::SubscribeAck)
-        .last()
-        .copied()
-        .unwrap()
-        .clone();
+    let ack = sim.last_frame(r, FrameType::SubscribeAck).clone();
     assert!(ack.error.is_none());
     sim.run_pinging(Duration::from_secs(1));
     assert_eq!(
